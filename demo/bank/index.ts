@@ -1,0 +1,81 @@
+// The example app `demo/bank`: accounts, deposits, atomic transfers, a balance query and a
+// sync projector into the `bank.Movements` view.
+
+import { defineApp, definePackage, perSecond } from '../../src/shared/appdef/define.js'
+import { ExtensionError } from '../../src/shared/errors.js'
+import type { CommandState } from '../../src/shared/appdef/state.js'
+
+async function account(state: CommandState, id: unknown) {
+  const acc = await state.record(id as number)
+  if (acc === undefined || acc['sys.QName'] !== 'bank.Account') throw new ExtensionError(404, `account ${String(id)} not found`)
+  if (!acc['sys.IsActive']) throw new ExtensionError(410, `account ${String(id)} is closed`)
+  return acc
+}
+
+export const bank = definePackage('bank', {
+  tables: {
+    Account: { kind: 'cdoc', fields: { name: 'varchar', balance: 'int64' } },
+  },
+  views: {
+    Movements: {
+      key: { pk: ['account'], cc: ['offset'] },
+      fields: { account: 'ref', offset: 'int64', amount: 'int64' },
+    },
+  },
+  commands: {
+    Deposit: {
+      args: { account: 'ref', amount: { type: 'int64', min: 1 } },
+      result: { balance: 'int64' },
+      rate: perSecond(100_000),
+      exec: async (args, state) => {
+        const acc = await account(state, args.account)
+        const balance = (acc.balance as number) + (args.amount as number)
+        if (!Number.isSafeInteger(balance)) throw new ExtensionError(409, 'balance would overflow')
+        await state.update(acc['sys.ID'], { balance })
+        return { balance }
+      },
+    },
+    Transfer: {
+      args: { from: 'ref', to: 'ref', amount: { type: 'int64', min: 1 } },
+      result: { from: 'int64', to: 'int64' },
+      exec: async (args, state) => {
+        if (args.from === args.to) throw new ExtensionError(400, 'from and to are the same account')
+        const from = await account(state, args.from)
+        const to = await account(state, args.to)
+        const amount = args.amount as number
+        if ((from.balance as number) < amount) throw new ExtensionError(409, 'insufficient funds', { balance: from.balance })
+        await state.update(from['sys.ID'], { balance: (from.balance as number) - amount })
+        await state.update(to['sys.ID'], { balance: (to.balance as number) + amount })
+        return { from: (from.balance as number) - amount, to: (to.balance as number) + amount }
+      },
+    },
+  },
+  queries: {
+    Balance: {
+      args: { account: 'ref' },
+      result: { balance: 'int64' },
+      exec: async (args, state) => {
+        const acc = await state.record(args.account as number)
+        if (acc === undefined || acc['sys.QName'] !== 'bank.Account') throw new ExtensionError(404, `account ${String(args.account)} not found`)
+        return [{ balance: acc.balance }]
+      },
+    },
+  },
+  projectors: {
+    MovementsProjector: {
+      on: ['bank.Deposit', 'bank.Transfer'],
+      sync: true,
+      exec: (event, state) => {
+        const a = event.args
+        if (event.qname === 'bank.Deposit') {
+          state.viewPut('bank.Movements', { account: a.account, offset: event.wlogOffset }, { amount: a.amount })
+        } else {
+          state.viewPut('bank.Movements', { account: a.from, offset: event.wlogOffset }, { amount: -(a.amount as number) })
+          state.viewPut('bank.Movements', { account: a.to, offset: event.wlogOffset }, { amount: a.amount })
+        }
+      },
+    },
+  },
+})
+
+export default defineApp('demo/bank', { packages: [bank] })

@@ -1,0 +1,69 @@
+// The `vvm` command line: `vvm start`, `vvm --help`. Flags, environment and config file become
+// one validated VvmConfig (config.ts).
+
+import { ConfigError, loadConfig, optionsHelp } from './config.js'
+import { startServer } from './server.js'
+
+const USAGE = `vvm — an application server for event-sourced business apps
+
+Usage:
+  vvm start [options]     start the server (HTTP API on --port)
+  vvm --help              this text
+
+Options of 'vvm start' (also from environment variables and --config file.json, flags win):
+  --config <file>                JSON file with any of the fields below, by their camelCase names
+${optionsHelp()}
+
+Examples:
+  vvm start                                  # demo/bank on LevelDB in ./data, port 8822
+  vvm start --storage mem --port 0           # in memory, any free port
+  vvm start --app ./my-app.js --partitions 4
+`
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE)
+    return command === undefined ? 2 : 0
+  }
+  try {
+    switch (command) {
+      case 'start':
+        return await start(rest)
+      default:
+        process.stderr.write(`vvm: unknown command '${command}'\n\n${USAGE}`)
+        return 2
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vvm: ${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+}
+
+async function start(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help')) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  const config = loadConfig(argv)
+  const server = await startServer(config)
+  process.stdout.write(`vvm listening on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${server.port} (apps: ${[...server.apps.keys()].join(', ')}; storage: ${config.storage})\n`)
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      server.log.info({ signal }, 'shutting down')
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      // A second signal while draining forces the exit.
+      const force = (): never => process.exit(130)
+      process.once('SIGINT', force)
+      process.once('SIGTERM', force)
+      server.close().then(resolve, (err: unknown) => { server.log.error({ err }, 'shutdown failed'); process.exitCode = 1; resolve() })
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+  return 0
+}

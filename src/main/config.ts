@@ -1,0 +1,194 @@
+// One validated configuration object (seed 001's VVMConfig). Sources, later wins: defaults,
+// the config file (`--config file.json`), environment variables (`VVM_<NAME>`), flags. Every
+// option is declared once in OPTIONS below; help text, parsing and validation come from it.
+
+import { readFileSync } from 'node:fs'
+import type { StorageKind } from '../shared/storage/types.js'
+
+export interface VvmConfig {
+  port: number
+  host: string
+  dataDir: string
+  storage: StorageKind
+  partitions: number
+  apps: string[]
+  bodyBytesMax: number
+  ringBytes: number
+  batchCommandsMax: number
+  queryThreads: number
+  queryQueueMax: number
+  inflightPerPartitionMax: number
+  idempotencyRetentionS: number
+  idempotencyKeyBytesMax: number
+  wsHeadsCachedMax: number
+  recordsCachedMax: number
+  rateBucketsMax: number
+  cassandraHosts: string[]
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+type Kind = 'int' | 'string' | 'list' | 'enum'
+
+interface OptionSpec<K extends keyof VvmConfig = keyof VvmConfig> {
+  key: K
+  flag: string
+  kind: Kind
+  default: VvmConfig[K]
+  help: string
+  min?: number
+  max?: number
+  values?: readonly string[]
+  /** Repeatable flag (`--app a --app b`) for lists. */
+  repeat?: boolean
+}
+
+const MiB = 1024 * 1024
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', flag: 'port', kind: 'int', default: 8822, min: 0, max: 65535, help: 'HTTP and WebSocket port (0 picks a free one)' },
+  { key: 'host', flag: 'host', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  { key: 'dataDir', flag: 'data-dir', kind: 'string', default: './data', help: 'data directory (level storage)' },
+  { key: 'storage', flag: 'storage', kind: 'enum', default: 'level', values: ['mem', 'level', 'cassandra'], help: 'storage backend: level (embedded LevelDB), mem (tests; not durable), cassandra' },
+  { key: 'partitions', flag: 'partitions', kind: 'int', default: 2, min: 1, max: 1024, help: 'partitions per app (fixed once data exists) unless the app declares its own' },
+  { key: 'apps', flag: 'app', kind: 'list', default: ['demo/bank'], repeat: true, help: 'app module to deploy: a path to a module whose default export is defineApp(...), or a shipped app (demo/bank); repeatable' },
+  { key: 'bodyBytesMax', flag: 'body-bytes-max', kind: 'int', default: 1 * MiB, min: 1024, max: 64 * MiB, help: 'largest request body; larger ones get 413' },
+  { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', default: 8 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'bytes of each partition ring (power of two); a full ring answers 503' },
+  { key: 'batchCommandsMax', flag: 'batch-commands-max', kind: 'int', default: 1024, min: 1, max: 65536, help: 'commands in one group commit at most' },
+  { key: 'queryThreads', flag: 'query-threads', kind: 'int', default: 2, min: 1, max: 256, help: 'query processor threads (piscina pool)' },
+  { key: 'queryQueueMax', flag: 'query-queue-max', kind: 'int', default: 4096, min: 1, max: 1_000_000, help: 'queued queries at most; more get 503' },
+  { key: 'inflightPerPartitionMax', flag: 'inflight-per-partition-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'unanswered requests per partition at most; more get 503' },
+  { key: 'idempotencyRetentionS', flag: 'idempotency-retention-s', kind: 'int', default: 86400, min: 1, max: 30 * 86400, help: 'how long an Idempotency-Key is remembered' },
+  { key: 'idempotencyKeyBytesMax', flag: 'idempotency-key-bytes-max', kind: 'int', default: 128, min: 8, max: 1024, help: 'longest Idempotency-Key' },
+  { key: 'wsHeadsCachedMax', flag: 'ws-heads-cached-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'workspace heads cached per partition' },
+  { key: 'recordsCachedMax', flag: 'records-cached-max', kind: 'int', default: 100_000, min: 0, max: 10_000_000, help: 'records cached per partition' },
+  { key: 'rateBucketsMax', flag: 'rate-buckets-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'rate-limit buckets kept; the least recently used are forgotten' },
+  { key: 'cassandraHosts', flag: 'cassandra-hosts', kind: 'list', default: ['127.0.0.1:9042'], help: 'Cassandra contact points host:port, comma-separated' },
+  { key: 'logLevel', flag: 'log-level', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'log level' },
+]
+
+export class ConfigError extends Error {
+  readonly code = 'VVM_CONFIG'
+}
+
+export function defaultConfig(): VvmConfig {
+  const c = {} as Record<string, unknown>
+  for (const o of OPTIONS) c[o.key] = Array.isArray(o.default) ? [...o.default] : o.default
+  return c as unknown as VvmConfig
+}
+
+const envName = (o: OptionSpec): string => 'VVM_' + o.flag.toUpperCase().replace(/-/g, '_')
+
+/**
+ * Builds the config from flags (`argv` after the command name), the environment and an
+ * optional config file. Unknown flags and bad values throw a ConfigError naming them.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): VvmConfig {
+  const flags = parseFlags(argv)
+  const raw: Record<string, unknown> = {}
+  const file = flags.get('config')?.at(-1) ?? env.VVM_CONFIG
+  if (file !== undefined) Object.assign(raw, readConfigFile(file))
+  for (const o of OPTIONS) {
+    const v = env[envName(o)]
+    if (v !== undefined && v !== '') raw[o.key] = fromText(o, [v], `environment ${envName(o)}`)
+  }
+  for (const [flag, values] of flags) {
+    if (flag === 'config') continue
+    const o = OPTIONS.find((x) => x.flag === flag)
+    if (o === undefined) throw new ConfigError(`unknown option --${flag} (see vvm --help)`)
+    raw[o.key] = fromText(o, values, `--${flag}`)
+  }
+  return validateConfig(raw)
+}
+
+/** Checks every field of a partial config against OPTIONS and fills defaults. */
+export function validateConfig(raw: Record<string, unknown>): VvmConfig {
+  const c = defaultConfig() as unknown as Record<string, unknown>
+  for (const [key, value] of Object.entries(raw)) {
+    const o = OPTIONS.find((x) => x.key === key)
+    if (o === undefined) throw new ConfigError(`unknown config field '${key}'`)
+    c[key] = check(o, value, `config field '${key}'`)
+  }
+  const cfg = c as unknown as VvmConfig
+  if ((cfg.ringBytes & (cfg.ringBytes - 1)) !== 0) throw new ConfigError(`ringBytes ${cfg.ringBytes} must be a power of two`)
+  // A request frame carries the body plus a small header; it must fit a quarter of the ring.
+  if (cfg.bodyBytesMax + 4096 > cfg.ringBytes / 4) throw new ConfigError(`bodyBytesMax ${cfg.bodyBytesMax} must be at most ringBytes/4 - 4096 (${cfg.ringBytes / 4 - 4096})`)
+  if (cfg.apps.length === 0) throw new ConfigError('at least one app must be deployed (--app)')
+  return cfg
+}
+
+function check(o: OptionSpec, v: unknown, where: string): unknown {
+  const bad = (what: string): never => { throw new ConfigError(`${where}: ${JSON.stringify(v)} is invalid: expected ${what}`) }
+  switch (o.kind) {
+    case 'int':
+      if (!Number.isInteger(v) || (v as number) < (o.min ?? -Infinity) || (v as number) > (o.max ?? Infinity)) bad(`an integer ${o.min}..${o.max}`)
+      return v
+    case 'string':
+      if (typeof v !== 'string' || v.length === 0) bad('a non-empty string')
+      return v
+    case 'enum':
+      if (!o.values!.includes(v as string)) bad(`one of ${o.values!.join(', ')}`)
+      return v
+    case 'list':
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0)) bad('a list of non-empty strings')
+      return v
+  }
+}
+
+function fromText(o: OptionSpec, values: readonly string[], where: string): unknown {
+  const last = values.at(-1)!
+  switch (o.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(last)) throw new ConfigError(`${where}: '${last}' is invalid: expected an integer ${o.min}..${o.max}`)
+      return Number(last)
+    }
+    case 'list':
+      return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s.length > 0)
+    default:
+      return last
+  }
+}
+
+function parseFlags(argv: readonly string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (!a.startsWith('--')) throw new ConfigError(`unexpected argument '${a}' (options look like --name value)`)
+    const eq = a.indexOf('=')
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2)
+    let value: string
+    if (eq > 0) value = a.slice(eq + 1)
+    else {
+      const next = argv[i + 1]
+      if (next === undefined || next.startsWith('--')) throw new ConfigError(`option --${name} needs a value`)
+      value = next
+      i++
+    }
+    out.set(name, [...(out.get(name) ?? []), value])
+  }
+  return out
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
+  }
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`config file ${path} must hold a JSON object`)
+  return v as Record<string, unknown>
+}
+
+export function optionsHelp(): string {
+  return OPTIONS.map((o) => {
+    const def = Array.isArray(o.default) ? o.default.join(',') : String(o.default)
+    const values = o.values ? ` (${o.values.join('|')})` : ''
+    return `  --${o.flag.padEnd(28)} ${o.help}${values}; default ${def}; env ${envName(o)}`
+  }).join('\n')
+}

@@ -1,0 +1,35 @@
+// Where a request goes: writes to their workspace's partition worker; reads to the query pool,
+// or to the partition worker when the storage is not shared across threads (mem). Rate limits
+// are taken here, before anything is queued.
+
+import type { AppDef, Rate } from '../shared/appdef/types.js'
+import { Op, isWriteOp, type EngineRequest } from '../shared/engine-messages.js'
+import type { PartitionSet, ReplySink } from './partitions.js'
+import type { QueryPool } from './query-pool.js'
+import type { RateLimiter } from './rate-limiter.js'
+
+export class Dispatcher {
+  constructor(
+    private readonly apps: ReadonlyMap<string, AppDef>,
+    private readonly partitions: PartitionSet,
+    private readonly queries: QueryPool | undefined,
+    private readonly rates: RateLimiter,
+  ) {}
+
+  /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
+  checkRate(req: EngineRequest, address: string): void {
+    const app = this.apps.get(req.app)
+    let rate: Rate | undefined
+    if (req.op === Op.COMMAND) rate = app?.commands.get(req.qname)?.rate
+    else if (req.op === Op.QUERY) rate = app?.queries.get(req.qname)?.rate
+    if (rate === undefined) return
+    const scope = rate.scope ?? 'workspace'
+    const who = scope === 'workspace' ? `ws${req.wsid}` : scope === 'partition' ? `p${this.partitions.partitionOf(req.app, req.wsid)}` : `a${address}`
+    this.rates.take(`${req.app}|${req.qname}|${who}`, rate, req.qname)
+  }
+
+  submit(req: EngineRequest, sink: ReplySink): void {
+    if (isWriteOp(req.op) || this.queries === undefined) this.partitions.submit(req, sink)
+    else this.queries.submit(req, sink)
+  }
+}

@@ -1,0 +1,261 @@
+// HTTP routes (Voedger API v2, and v1 commands) on uWebSockets.js. The main thread parses the
+// route, checks sizes and names, applies rate limits and hands the request on without blocking;
+// bodies travel as raw bytes and are parsed by the processor.
+//
+// uWS rules followed here: everything needed from `req` is copied before returning (it is
+// stack-allocated); every response answered later has `onAborted`; writes are corked.
+
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import type { AppDef } from '../shared/appdef/types.js'
+import { Op, ReplyFormat, type EngineRequest, type OpCode, type ReadParams, type ReplyFormatCode } from '../shared/engine-messages.js'
+import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../shared/errors.js'
+import { renderError } from '../shared/reply.js'
+import type { ReplySink } from './partitions.js'
+import type { Dispatcher } from './dispatcher.js'
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK', 201: '201 Created', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
+  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 410: '410 Gone', 413: '413 Payload Too Large',
+  429: '429 Too Many Requests', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+}
+const statusLine = (s: number): string => STATUS_TEXT[s] ?? `${s} Status`
+const WSID_RE = /^[1-9]\d{0,15}$/
+const ID_RE = WSID_RE
+const QNAME_RE = /^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/
+
+/** One HTTP response waiting for its reply; never written after the client went away. */
+class HttpSink implements ReplySink {
+  aborted = false
+  constructor(private readonly res: HttpResponse) {
+    res.onAborted(() => { this.aborted = true })
+  }
+
+  reply(status: number, body: Uint8Array, retryAfterS: number): void {
+    if (this.aborted) return
+    this.aborted = true
+    writeReply(this.res, status, body, retryAfterS)
+  }
+}
+
+function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAfterS: number, allow?: string): void {
+  res.cork(() => {
+    res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json')
+    if (retryAfterS > 0) res.writeHeader('retry-after', String(retryAfterS))
+    if (allow !== undefined) res.writeHeader('allow', allow)
+    res.end(body)
+  })
+}
+
+function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, allow?: string, closeConnection = false): void {
+  const e = toVvmError(err)
+  if (closeConnection) {
+    res.cork(() => {
+      res.writeStatus(statusLine(e.status)).writeHeader('content-type', 'application/json')
+      res.end(renderError(format, e), true)
+    })
+    return
+  }
+  writeReply(res, e.status, renderError(format, e), e.retryAfterS ?? 0, allow)
+}
+
+interface Route {
+  method: string
+  op: OpCode
+  /** Which definition map the qname must be in. */
+  kind: 'command' | 'query' | 'table' | 'view'
+  hasId: boolean
+  hasBody: boolean
+}
+
+const V2_ROUTES: Record<string, Route[]> = {
+  commands: [{ method: 'post', op: Op.COMMAND, kind: 'command', hasId: false, hasBody: true }],
+  docs: [{ method: 'post', op: Op.DOC_CREATE, kind: 'table', hasId: false, hasBody: true }],
+  'docs/id': [
+    { method: 'get', op: Op.DOC_GET, kind: 'table', hasId: true, hasBody: false },
+    { method: 'patch', op: Op.DOC_UPDATE, kind: 'table', hasId: true, hasBody: true },
+    { method: 'delete', op: Op.DOC_DEACTIVATE, kind: 'table', hasId: true, hasBody: false },
+  ],
+  cdocs: [{ method: 'get', op: Op.CDOCS, kind: 'table', hasId: false, hasBody: false }],
+  views: [{ method: 'get', op: Op.VIEW, kind: 'view', hasId: false, hasBody: false }],
+  queries: [{ method: 'get', op: Op.QUERY, kind: 'query', hasId: false, hasBody: false }],
+}
+
+export interface HttpApiOptions {
+  apps: ReadonlyMap<string, AppDef>
+  dispatcher: Dispatcher
+  bodyBytesMax: number
+  idempotencyKeyBytesMax: number
+  /** False while starting or shutting down: /healthz answers 503 and requests get 503. */
+  serving: () => boolean
+}
+
+export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
+  app.get('/healthz', (res) => {
+    const ok = o.serving()
+    writeReply(res, ok ? 200 : 503, new TextEncoder().encode(JSON.stringify({ status: ok ? 'ok' : 'unavailable' })), ok ? 0 : 1)
+  })
+
+  const v2 = '/api/v2/apps/:owner/:app/workspaces/:wsid'
+  for (const [path, routes] of Object.entries(V2_ROUTES)) {
+    const pattern = path === 'docs/id' ? `${v2}/docs/:qname/:id` : `${v2}/${path}/:qname`
+    app.any(pattern, (res, req) => handleV2(res, req, routes, o))
+  }
+  app.any('/api/:owner/:app/:wsid/:func', (res, req) => handleV1(res, req, o))
+  app.any('/*', (res, req) => {
+    const v1 = req.getUrl().startsWith('/api/') && !req.getUrl().startsWith('/api/v2/')
+    writeError(res, v1 ? ReplyFormat.JSON_V1 : ReplyFormat.JSON_V2, new NotFoundError(`no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`))
+  })
+}
+
+function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[], o: HttpApiOptions): void {
+  const format = ReplyFormat.JSON_V2
+  const method = req.getMethod()
+  const route = routes.find((r) => r.method === method)
+  if (route === undefined) {
+    const allow = routes.map((r) => r.method.toUpperCase()).join(', ')
+    writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', `${method.toUpperCase()} is not allowed here (allowed: ${allow})`), allow)
+    return
+  }
+  try {
+    const appQName = `${req.getParameter(0)}/${req.getParameter(1)}`
+    const wsid = parseWsid(req.getParameter(2)!)
+    const qname = parseQName(req.getParameter(3)!)
+    const id = route.hasId ? parseId(req.getParameter(4)!) : 0
+    const params = route.hasBody ? null : parseReadParams(req.getQuery() ?? '')
+    const request = baseRequest(o, route.op, format, appQName, wsid, qname, id, params, route.kind)
+    request.idempotencyKey = route.op === Op.COMMAND ? idempotencyHeader(req, o) : null
+    const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
+    if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
+    o.dispatcher.checkRate(request, address)
+    if (route.hasBody) readBody(res, req, o, format, (body) => submit(res, o, request, body, format))
+    else submit(res, o, request, undefined, format)
+  } catch (err) {
+    writeError(res, format, err)
+  }
+}
+
+function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void {
+  const format = ReplyFormat.JSON_V1
+  try {
+    const func = req.getParameter(3)!
+    if (!func.startsWith('c.')) throw new NotFoundError(`v1 function '${func}' is not served: v1 supports commands (c.pkg.Name); use /api/v2 for queries`)
+    if (req.getMethod() !== 'post') {
+      writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', 'v1 commands are POST'), 'POST')
+      return
+    }
+    const appQName = `${req.getParameter(0)}/${req.getParameter(1)}`
+    const request = baseRequest(o, Op.COMMAND, format, appQName, parseWsid(req.getParameter(2)!), parseQName(func.slice(2)), 0, null, 'command')
+    request.idempotencyKey = idempotencyHeader(req, o)
+    if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
+    o.dispatcher.checkRate(request, Buffer.from(res.getRemoteAddressAsText()).toString())
+    readBody(res, req, o, format, (body) => submit(res, o, request, body, format))
+  } catch (err) {
+    writeError(res, format, err)
+  }
+}
+
+function baseRequest(
+  o: HttpApiOptions, op: OpCode, format: ReplyFormatCode, app: string, wsid: number, qname: string, id: number,
+  params: ReadParams | null, kind: Route['kind'],
+): EngineRequest {
+  const def = o.apps.get(app)
+  if (def === undefined) throw new NotFoundError(`app ${app} is not deployed`)
+  const known = kind === 'command' ? def.commands.has(qname) : kind === 'query' ? def.queries.has(qname) : kind === 'table' ? def.tables.has(qname) : def.views.has(qname)
+  if (!known) throw new NotFoundError(`${kind} ${qname} is not defined in app ${app}`, qname)
+  return { reqId: 0, op, format, app, wsid, qname, id, idempotencyKey: null, body: undefined, params }
+}
+
+function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode): void {
+  request.body = body
+  const sink = new HttpSink(res)
+  try {
+    o.dispatcher.submit(request, sink)
+  } catch (err) {
+    if (sink.aborted) return
+    sink.aborted = true
+    writeError(res, format, err)
+  }
+}
+
+/** Collects the body up to `bodyBytesMax`; past it answers 413 and closes the connection. */
+function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format: ReplyFormatCode, done: (body: Uint8Array) => void): void {
+  const declared = Number(req.getHeader('content-length') || '0')
+  if (declared > o.bodyBytesMax) {
+    writeError(res, format, new VvmError('TOO_LARGE', `the body of ${declared} bytes exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true)
+    return
+  }
+  let chunks: Buffer[] = []
+  let total = 0
+  let failed = false
+  res.onAborted(() => { failed = true })
+  res.onData((chunk, isLast) => {
+    if (failed) return
+    total += chunk.byteLength
+    if (total > o.bodyBytesMax) {
+      failed = true
+      chunks = []
+      writeError(res, format, new VvmError('TOO_LARGE', `the body exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true)
+      return
+    }
+    // The chunk's memory is reused by uWS after this call: copy it.
+    chunks.push(Buffer.from(Buffer.from(chunk)))
+    if (isLast) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))
+  })
+}
+
+function idempotencyHeader(req: HttpRequest, o: HttpApiOptions): string | null {
+  const key = req.getHeader('idempotency-key')
+  if (key === '') return null
+  if (key.length > o.idempotencyKeyBytesMax || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new BadRequestError(`Idempotency-Key must be 1..${o.idempotencyKeyBytesMax} printable ASCII characters`)
+  }
+  return key
+}
+
+function parseWsid(s: string): number {
+  if (!WSID_RE.test(s) || !Number.isSafeInteger(Number(s))) throw new BadRequestError(`workspace id '${s}' is invalid: expected a positive integer`)
+  return Number(s)
+}
+
+function parseId(s: string): number {
+  if (!ID_RE.test(s) || !Number.isSafeInteger(Number(s))) throw new BadRequestError(`document id '${s}' is invalid: expected a positive integer`)
+  return Number(s)
+}
+
+function parseQName(s: string): string {
+  if (!QNAME_RE.test(s)) throw new BadRequestError(`'${s}' is not a qualified name pkg.Name`)
+  return s
+}
+
+function parseReadParams(query: string): ReadParams {
+  const q = new URLSearchParams(query)
+  const p: ReadParams = {}
+  const json = (name: string): unknown => {
+    const v = q.get(name)
+    if (v === null) return undefined
+    try {
+      return JSON.parse(v)
+    } catch {
+      throw new BadRequestError(`${name} is not valid JSON`)
+    }
+  }
+  const int = (name: string): number | undefined => {
+    const v = q.get(name)
+    if (v === null) return undefined
+    if (!/^\d{1,9}$/.test(v)) throw new BadRequestError(`${name} '${v}' is invalid: expected a non-negative integer`)
+    return Number(v)
+  }
+  const where = json('where')
+  if (where !== undefined) p.where = where
+  const args = json('args')
+  if (args !== undefined) p.args = args
+  const limit = int('limit')
+  if (limit !== undefined) p.limit = limit
+  const skip = int('skip')
+  if (skip !== undefined) p.skip = skip
+  const order = q.get('order')
+  if (order !== null) p.order = order
+  const keys = q.get('keys')
+  if (keys !== null) p.keys = keys
+  return p
+}

@@ -1,0 +1,179 @@
+// The main thread's side of the partition workers: one worker per app partition, a request
+// ring into it and a reply ring out of it. `submit` never blocks: a full ring or too many
+// unanswered requests is an immediate BusyError (503). Replies are drained in bursts and handed
+// to the sink registered with each request.
+
+import assert from 'node:assert/strict'
+import { Worker } from 'node:worker_threads'
+import { decodeReply, encodeRequest, type EngineRequest } from '../shared/engine-messages.js'
+import { BusyError, VvmError } from '../shared/errors.js'
+import { Control, Stat, type PartitionOptions, type PartitionWorkerData, type WorkerEvent } from '../shared/partition-protocol.js'
+import { RingConsumer, RingProducer, createRing } from '../shared/ring/spsc-ring.js'
+import type { StorageConfig } from '../shared/storage/types.js'
+
+export interface ReplySink {
+  reply(status: number, body: Uint8Array, retryAfterS: number): void
+}
+
+export interface PartitionSetOptions {
+  apps: readonly { qname: string; url: string; partitions: number }[]
+  storage: StorageConfig
+  ringBytes: number
+  inflightPerPartitionMax: number
+  partition: PartitionOptions
+  log: (level: 'info' | 'warn' | 'error', msg: string) => void
+  /** A worker died or failed to start: the VVM has a problem (seed 003). */
+  onProblem: (err: Error) => void
+}
+
+const REPLY_DRAIN_FRAMES_MAX = 4096
+const PUMP_WAIT_MS = 1000
+
+class Partition {
+  readonly pending = new Map<number, ReplySink>()
+  private nextReqId = 1
+  private closed = false
+  readonly control = new Int32Array(new SharedArrayBuffer(Control.WORDS * 4))
+  readonly stats = new Float64Array(new SharedArrayBuffer(Stat.SLOTS * 8))
+  readonly producer: RingProducer
+  readonly consumer: RingConsumer
+  readonly worker: Worker
+  readonly ready: Promise<void>
+  readonly exited: Promise<void>
+  private pump: Promise<void> | undefined
+
+  constructor(readonly app: string, readonly index: number, url: string, opts: PartitionSetOptions) {
+    const requestRing = createRing(opts.ringBytes)
+    const replyRing = createRing(opts.ringBytes)
+    this.producer = new RingProducer(requestRing)
+    this.consumer = new RingConsumer(replyRing)
+    const data: PartitionWorkerData = {
+      appUrl: url, appQName: app, partition: index, requestRing, replyRing,
+      control: this.control.buffer as SharedArrayBuffer, stats: this.stats.buffer as SharedArrayBuffer,
+      storage: opts.storage, options: opts.partition,
+    }
+    this.worker = new Worker(new URL('../workers/partition-worker.js', import.meta.url), { workerData: data, name: `vvm ${app} p${index}` })
+    let exitedCleanly = false
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.on('message', (e: WorkerEvent) => {
+        if (e.type === 'ready') resolve()
+        else if (e.type === 'log') opts.log(e.level, `${app}: ${e.msg}`)
+        else if (e.type === 'exited') exitedCleanly = true
+        else if (e.type === 'fatal') {
+          const err = new Error(`partition worker ${app} p${index} failed: ${e.msg}`)
+          reject(err)
+          opts.onProblem(err)
+        }
+      })
+      this.worker.on('error', (err) => {
+        reject(err)
+        opts.onProblem(new Error(`partition worker ${app} p${index} crashed: ${err.stack ?? err.message}`))
+      })
+    })
+    this.exited = new Promise((resolve) => {
+      this.worker.on('exit', (code) => {
+        this.drainReplies()
+        this.failPending(new VvmError('SHUTTING_DOWN', `partition ${index} of ${app} stopped`, { retryAfterS: 1 }))
+        if (!this.closed || !exitedCleanly) opts.onProblem(new Error(`partition worker ${app} p${index} exited unexpectedly (code ${code})`))
+        this.closed = true
+        this.consumer.interruptWait()
+        resolve()
+      })
+    })
+    this.ready.then(() => { this.pump = this.runPump() }, () => {})
+  }
+
+  submit(req: EngineRequest, sink: ReplySink, inflightMax: number): void {
+    if (this.closed) throw new VvmError('SHUTTING_DOWN', 'the server is shutting down', { retryAfterS: 1 })
+    if (this.pending.size >= inflightMax) throw new BusyError(`partition ${this.index} of ${this.app} has ${inflightMax} requests in flight`)
+    const reqId = this.nextReqId
+    this.nextReqId = this.nextReqId >= 0x7fffffff ? 1 : this.nextReqId + 1
+    req.reqId = reqId
+    const bytes = encodeRequest(req)
+    if (bytes.byteLength > this.producer.frameBytesMax) throw new VvmError('TOO_LARGE', `request of ${bytes.byteLength} bytes exceeds the ring frame limit`)
+    if (!this.producer.tryWrite(bytes)) throw new BusyError(`partition ${this.index} of ${this.app} is busy`)
+    assert.ok(!this.pending.has(reqId), 'request id reused while in flight')
+    this.pending.set(reqId, sink)
+    this.producer.publish()
+  }
+
+  private async runPump(): Promise<void> {
+    while (!this.closed) {
+      if (this.drainReplies() === 0) await this.consumer.waitForData(PUMP_WAIT_MS)
+    }
+  }
+
+  private drainReplies(): number {
+    return this.consumer.drain((frame) => {
+      const r = decodeReply(frame)
+      const sink = this.pending.get(r.reqId)
+      assert.ok(sink !== undefined, `reply for unknown request ${r.reqId}`)
+      this.pending.delete(r.reqId)
+      sink.reply(r.status, r.body, r.retryAfterS)
+    }, REPLY_DRAIN_FRAMES_MAX)
+  }
+
+  private failPending(e: VvmError): void {
+    for (const [id, sink] of this.pending) {
+      this.pending.delete(id)
+      sink.reply(e.status, new TextEncoder().encode(JSON.stringify({ status: e.status, message: e.message, code: e.code })), e.retryAfterS ?? 1)
+    }
+  }
+
+  /** Asks the worker to finish its ring and exit; resolves when it has. */
+  async stop(): Promise<void> {
+    Atomics.store(this.control, Control.SHUTDOWN, 1)
+    this.producer.wakeConsumer()
+    this.closed = true
+    await this.exited
+    await this.pump
+  }
+}
+
+export class PartitionSet {
+  private readonly byApp = new Map<string, Partition[]>()
+
+  private constructor(private readonly opts: PartitionSetOptions) {
+    for (const a of opts.apps) {
+      const list: Partition[] = []
+      for (let i = 0; i < a.partitions; i++) list.push(new Partition(a.qname, i, a.url, opts))
+      this.byApp.set(a.qname, list)
+    }
+  }
+
+  static async start(opts: PartitionSetOptions): Promise<PartitionSet> {
+    const set = new PartitionSet(opts)
+    const all = [...set.byApp.values()].flat()
+    try {
+      await Promise.all(all.map((p) => p.ready))
+    } catch (err) {
+      await set.stop()
+      throw err
+    }
+    return set
+  }
+
+  partitionOf(app: string, wsid: number): number {
+    return wsid % this.byApp.get(app)!.length
+  }
+
+  /** Hands a request to its workspace's partition; throws BusyError (503) when it cannot. */
+  submit(req: EngineRequest, sink: ReplySink): void {
+    const parts = this.byApp.get(req.app)
+    if (parts === undefined) throw new VvmError('NOT_FOUND', `app ${req.app} is not deployed`)
+    parts[req.wsid % parts.length]!.submit(req, sink, this.opts.inflightPerPartitionMax)
+  }
+
+  /** Per-partition figures for metrics and the admin view. */
+  stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; lastBatchSize: number; plogOffset: number }[] {
+    return [...this.byApp.values()].flat().map((p) => ({
+      app: p.app, partition: p.index, pending: p.pending.size, ringBytesUsed: p.producer.usedBytes(),
+      batches: p.stats[Stat.BATCHES]!, commands: p.stats[Stat.COMMANDS]!, committed: p.stats[Stat.COMMITTED]!,
+      commitMsTotal: p.stats[Stat.COMMIT_MS_TOTAL]!, lastBatchSize: p.stats[Stat.LAST_BATCH_SIZE]!, plogOffset: p.stats[Stat.PLOG_OFFSET]!,
+    }))
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.byApp.values()].flat().map((p) => p.stop()))
+  }
+}

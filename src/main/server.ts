@@ -1,0 +1,129 @@
+// Assembles a serving vvm: apps, storage check, partition workers, query pool, HTTP routes on
+// uWebSockets.js. `close()` stops accepting, lets workers drain their rings, and releases
+// every thread, socket and handle it opened.
+
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import uws from 'uWebSockets.js'
+import { pino, type Logger } from 'pino'
+import { loadApps } from '../shared/app-loader.js'
+import type { AppDef } from '../shared/appdef/types.js'
+import { decodeStored, encodeStored, metaKey, type StoredMeta } from '../shared/layout.js'
+import { openStorageProvider } from '../shared/storage/index.js'
+import type { IStorageProvider, StorageConfig } from '../shared/storage/types.js'
+import { ConfigError, type VvmConfig } from './config.js'
+import { Dispatcher } from './dispatcher.js'
+import { registerHttpApi } from './http-api.js'
+import { PartitionSet } from './partitions.js'
+import { QueryPool } from './query-pool.js'
+import { RateLimiter } from './rate-limiter.js'
+
+const SHIPPED_APPS: Record<string, string> = {
+  'demo/bank': new URL('../../demo/bank/index.js', import.meta.url).href,
+}
+
+export interface VvmServer {
+  readonly port: number
+  readonly apps: ReadonlyMap<string, AppDef>
+  readonly partitions: PartitionSet
+  readonly queries: QueryPool | undefined
+  readonly log: Logger
+  close(): Promise<void>
+}
+
+/** uWebSockets.js must be its native binary, never a silent JavaScript fallback. */
+export function assertNativeUws(): void {
+  const native = typeof uws.App === 'function' && String(uws.App).includes('[native code]') && typeof uws.us_listen_socket_close === 'function'
+  if (!native) throw new Error('uWebSockets.js is not the native binary: vvm needs the native uWS build (npm:@based/uws)')
+}
+
+export function resolveAppUrl(spec: string): string {
+  const shipped = SHIPPED_APPS[spec]
+  if (shipped !== undefined) return shipped
+  const path = resolve(spec)
+  if (!existsSync(path)) throw new ConfigError(`app module '${spec}' not found (looked for ${path}); shipped apps: ${Object.keys(SHIPPED_APPS).join(', ')}`)
+  return pathToFileURL(path).href
+}
+
+export function storageConfigOf(config: VvmConfig): StorageConfig {
+  return { kind: config.storage, dataDir: resolve(config.dataDir), cassandraHosts: config.cassandraHosts }
+}
+
+export async function startServer(config: VvmConfig, log: Logger = pino({ level: config.logLevel })): Promise<VvmServer> {
+  assertNativeUws()
+  const appUrls = config.apps.map(resolveAppUrl)
+  const apps = await loadApps(appUrls)
+  const storage = storageConfigOf(config)
+  const provider = await openStorageProvider(storage)
+  let partitions: PartitionSet | undefined
+  let queries: QueryPool | undefined
+  try {
+    const partitionCounts = new Map<string, number>()
+    for (const app of apps.values()) partitionCounts.set(app.qname, await checkPartitionCount(provider, app, app.partitions ?? config.partitions))
+    const logFn = (level: 'info' | 'warn' | 'error', msg: string): void => log[level](msg)
+    let serving = false
+    partitions = await PartitionSet.start({
+      apps: [...apps.values()].map((a, i) => ({ qname: a.qname, url: appUrls[i]!, partitions: partitionCounts.get(a.qname)! })),
+      storage,
+      ringBytes: config.ringBytes,
+      inflightPerPartitionMax: config.inflightPerPartitionMax,
+      partition: {
+        idempotencyTtlSeconds: config.idempotencyRetentionS,
+        batchCommandsMax: config.batchCommandsMax,
+        wsHeadsCachedMax: config.wsHeadsCachedMax,
+        recordsCachedMax: config.recordsCachedMax,
+      },
+      log: logFn,
+      onProblem: (err) => { log.error({ err }, 'partition problem'); serving = false },
+    })
+    queries = provider.sharedAcrossThreads
+      ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, log: logFn })
+      : undefined
+    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax))
+    const app = uws.App()
+    registerHttpApi(app, {
+      apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving,
+    })
+    const listenSocket = await new Promise<uws.us_listen_socket>((ok, fail) => {
+      app.listen(config.host, config.port, (s) => (s ? ok(s) : fail(new Error(`cannot listen on ${config.host}:${config.port}`))))
+    })
+    serving = true
+    const port = uws.us_socket_local_port(listenSocket)
+    const parts = partitions
+    const pool = queries
+    let closing: Promise<void> | undefined
+    const close = async (): Promise<void> => {
+      serving = false
+      uws.us_listen_socket_close(listenSocket)
+      await parts.stop()
+      await pool?.close()
+      app.close()
+      await provider.close()
+    }
+    log.info({ port, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
+    return { port, apps, partitions: parts, queries: pool, log, close: () => (closing ??= close()) }
+  } catch (err) {
+    await partitions?.stop()
+    await queries?.close()
+    await provider.close()
+    throw err
+  }
+}
+
+/** An app's partition count is stored with its data; another count later is refused. */
+async function checkPartitionCount(provider: IStorageProvider, app: AppDef, wanted: number): Promise<number> {
+  const storage = await provider.appStorage(app.qname)
+  const bytes = await storage.get(metaKey.pk, metaKey.cc)
+  if (bytes === undefined) {
+    await storage.put(metaKey.pk, metaKey.cc, encodeStored({ partitions: wanted } satisfies StoredMeta))
+    return wanted
+  }
+  const stored = decodeStored<StoredMeta>(bytes).partitions
+  if (stored !== wanted) {
+    throw new ConfigError(`app ${app.qname} was created with ${stored} partitions and cannot start with ${wanted}: a workspace's partition is wsid % partitions, so the data would be remapped; start with --partitions ${stored}`)
+  }
+  return stored
+}
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))

@@ -1,0 +1,89 @@
+// Messages between the main thread and the processors (partition workers through the rings,
+// query workers through piscina). Encoded as MessagePack arrays: positional, no field names on
+// the wire. HTTP bodies travel as raw bytes and are parsed by the processor, off the main
+// thread.
+
+import { Packr } from 'msgpackr'
+
+export const Op = {
+  /** A command; body `{"args", "unloggedArgs", "cuds"}` (v1 clients send `cuds` too). */
+  COMMAND: 1,
+  DOC_CREATE: 2,
+  DOC_UPDATE: 3,
+  DOC_DEACTIVATE: 4,
+  QUERY: 10,
+  DOC_GET: 11,
+  CDOCS: 12,
+  VIEW: 13,
+} as const
+export type OpCode = (typeof Op)[keyof typeof Op]
+
+export const isWriteOp = (op: number): boolean => op < Op.QUERY
+
+export const ReplyFormat = {
+  /** Voedger API v2 JSON. */
+  JSON_V2: 0,
+  /** Voedger API v1 JSON. */
+  JSON_V1: 1,
+  /** MessagePack of the v2 shapes (binary protocol). */
+  MSGPACK: 2,
+} as const
+export type ReplyFormatCode = (typeof ReplyFormat)[keyof typeof ReplyFormat]
+
+/** Parse-style constraints of a read (cdocs, views, queries). */
+export interface ReadParams {
+  where?: unknown
+  order?: string
+  limit?: number
+  skip?: number
+  keys?: string
+  /** Query arguments (`?args=`), already parsed. */
+  args?: unknown
+}
+
+export interface EngineRequest {
+  reqId: number
+  op: OpCode
+  format: ReplyFormatCode
+  app: string
+  wsid: number
+  /** Function or table qname. */
+  qname: string
+  /** Document id (doc get/update/deactivate), else 0. */
+  id: number
+  idempotencyKey: string | null
+  /** Raw JSON body (HTTP) or a decoded value (binary protocol). */
+  body: Uint8Array | unknown
+  params: ReadParams | null
+}
+
+export interface EngineReply {
+  reqId: number
+  status: number
+  /** Rendered body in the request's format. */
+  body: Uint8Array
+  retryAfterS: number
+}
+
+const codec = new Packr({ useRecords: false, mapsAsObjects: true })
+
+export function encodeRequest(r: EngineRequest): Uint8Array {
+  return codec.pack([r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params])
+}
+
+export function decodeRequest(bytes: Uint8Array): EngineRequest {
+  const a = codec.unpack(bytes) as unknown[]
+  return {
+    reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
+    qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
+  }
+}
+
+export function encodeReply(r: EngineReply): Uint8Array {
+  return codec.pack([r.reqId, r.status, r.body, r.retryAfterS])
+}
+
+export function decodeReply(bytes: Uint8Array): EngineReply {
+  const a = codec.unpack(bytes) as unknown[]
+  return { reqId: a[0] as number, status: a[1] as number, body: a[2] as Uint8Array, retryAfterS: a[3] as number }
+}

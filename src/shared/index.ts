@@ -1,0 +1,5 @@
+// The public entry point for application authors: `import { definePackage, defineApp } from 'vvm'`.
+export { definePackage, defineApp, perSecond, perMinute, perHour, wasm, DefinitionError } from './appdef/define.js'
+export type * from './appdef/types.js'
+export type * from './appdef/state.js'
+export { ExtensionError, VvmError } from './errors.js'

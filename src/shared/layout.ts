@@ -1,0 +1,100 @@
+// How the engine lays out an application's data on the storage interface (one app storage per
+// app). Each key space starts with one tag byte; integers are big-endian so byte order is
+// numeric order.
+//
+// | space      | pk                                   | cc                | value                    |
+// |------------|--------------------------------------|-------------------|--------------------------|
+// | meta       | [META]                               | []                | {partitions}             |
+// | part head  | [PART_HEAD, u16 partition]           | []                | {plogOffset}             |
+// | PLog       | [PLOG, u16 partition, u64 chunk]     | [u64 offset]      | event                    |
+// | ws head    | [WS_HEAD, u64 wsid]                  | []                | {wlogOffset, nextId}     |
+// | WLog       | [WLOG, u64 wsid, u64 chunk]          | [u64 offset]      | [partition, plogOffset]  |
+// | records    | [RECORD, u64 wsid]                   | [u64 id]          | {q, a, f}                |
+// | collection | [COLLECTION, u64 wsid, qname]        | [u64 id]          | empty                    |
+// | views      | [VIEW, u64 wsid, qname 0, pk tuple]  | [cc tuple]        | value fields             |
+// | idempot.   | [IDEMPOTENCY, u64 wsid]              | [key utf8]        | stored reply (TTL)       |
+// | offsets    | [ACT_OFFSET, u16 partition]          | [projector qname] | {plogOffset}             |
+//
+// Logs are chunked by 4096 offsets so that no storage partition (Cassandra) grows without
+// bound; records are one partition per workspace so a collection can be fetched with one
+// `getBatch`.
+
+import { Packr } from 'msgpackr'
+import { concatBytes, u16be, u64be } from './storage/keys.js'
+
+const META = 0x00
+const PART_HEAD = 0x01
+const PLOG = 0x02
+const WS_HEAD = 0x03
+const WLOG = 0x04
+const RECORD = 0x05
+const COLLECTION = 0x06
+const VIEW = 0x07
+const IDEMPOTENCY = 0x08
+const ACT_OFFSET = 0x09
+
+export const LOG_CHUNK_OFFSETS = 4096
+/** Raw ids (< 2^16) name records created in the same request; real ids start above them. */
+export const RAW_ID_MAX = 65535
+export const FIRST_RECORD_ID = 65536
+
+const EMPTY = new Uint8Array(0)
+const utf8 = new TextEncoder()
+
+export const metaKey = { pk: new Uint8Array([META]), cc: EMPTY }
+
+export const partitionHeadKey = (partition: number) => ({ pk: concatBytes(new Uint8Array([PART_HEAD]), u16be(partition)), cc: EMPTY })
+
+export const plogKey = (partition: number, offset: number) => ({
+  pk: concatBytes(new Uint8Array([PLOG]), u16be(partition), u64be(Math.floor(offset / LOG_CHUNK_OFFSETS))),
+  cc: u64be(offset),
+})
+
+export const wsHeadKey = (wsid: number) => ({ pk: concatBytes(new Uint8Array([WS_HEAD]), u64be(wsid)), cc: EMPTY })
+
+export const wlogKey = (wsid: number, offset: number) => ({
+  pk: concatBytes(new Uint8Array([WLOG]), u64be(wsid), u64be(Math.floor(offset / LOG_CHUNK_OFFSETS))),
+  cc: u64be(offset),
+})
+
+export const recordsPk = (wsid: number) => concatBytes(new Uint8Array([RECORD]), u64be(wsid))
+export const recordCc = (id: number) => u64be(id)
+
+export const collectionPk = (wsid: number, table: string) => concatBytes(new Uint8Array([COLLECTION]), u64be(wsid), utf8.encode(table))
+
+export const viewPk = (wsid: number, view: string, pkTuple: Uint8Array) =>
+  concatBytes(new Uint8Array([VIEW]), u64be(wsid), utf8.encode(view), new Uint8Array([0]), pkTuple)
+
+export const idempotencyKey = (wsid: number, key: string) => ({ pk: concatBytes(new Uint8Array([IDEMPOTENCY]), u64be(wsid)), cc: utf8.encode(key) })
+
+export const actualizerOffsetKey = (partition: number, projector: string) => ({
+  pk: concatBytes(new Uint8Array([ACT_OFFSET]), u16be(partition)),
+  cc: utf8.encode(projector),
+})
+
+/** Stored shapes. Short property names: they are written once per event or record. */
+export interface StoredRecord { q: string; a: boolean; f: Record<string, unknown> }
+export interface StoredCud { id: number; t: string; n: boolean; f: Record<string, unknown> }
+export interface StoredEvent { q: string; ws: number; wo: number; t: number; a: Record<string, unknown>; c: StoredCud[] }
+export interface StoredWsHead { wo: number; id: number }
+export interface StoredPartitionHead { po: number }
+export interface StoredMeta { partitions: number }
+
+/**
+ * The storage codec. `useRecords: false` keeps the encoding plain MessagePack so that stored
+ * bytes never depend on a structure table held in one thread's memory.
+ */
+export const storedCodec = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true })
+
+export function encodeStored(v: unknown): Uint8Array {
+  return storedCodec.pack(v)
+}
+
+export function decodeStored<T>(bytes: Uint8Array): T {
+  return storedCodec.unpack(bytes) as T
+}
+
+/** A record as extensions and readers see it: its fields plus the system fields. */
+export function toRecordRow(id: number, rec: StoredRecord): { 'sys.ID': number; 'sys.QName': string; 'sys.IsActive': boolean } & Record<string, unknown> {
+  return { 'sys.ID': id, 'sys.QName': rec.q, 'sys.IsActive': rec.a, ...rec.f }
+}

@@ -1,0 +1,278 @@
+// Order-preserving byte encodings for storage keys. The engine builds `pk` and `cc` from typed
+// values (view keys, offsets, ids); every backend compares keys as unsigned bytes, so an
+// encoding here must make byte order equal value order. Shared by main and worker threads.
+
+import { StorageError, VvmError } from '../errors.js'
+
+export type KeyPartType = 'int' | 'float' | 'bool' | 'string' | 'bytes'
+
+/**
+ * One typed component of a key tuple. `int` is a signed 64-bit integer: a safe-integer number
+ * or a bigint in [-2^63, 2^63).
+ */
+export type KeyPart =
+  | { readonly type: 'int'; readonly value: number | bigint }
+  | { readonly type: 'float'; readonly value: number }
+  | { readonly type: 'bool'; readonly value: boolean }
+  | { readonly type: 'string'; readonly value: string }
+  | { readonly type: 'bytes'; readonly value: Uint8Array }
+
+/** What `decodeKeyTuple` returns: an int decodes to a number when safe, else to a bigint. */
+export type DecodedKeyPart =
+  | { readonly type: 'int'; readonly value: number | bigint }
+  | { readonly type: 'float'; readonly value: number }
+  | { readonly type: 'bool'; readonly value: boolean }
+  | { readonly type: 'string'; readonly value: string }
+  | { readonly type: 'bytes'; readonly value: Uint8Array }
+
+const U32_RANGE = 0x1_0000_0000
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
+// A decoded high word inside this range gives |n| <= 2^53, where float arithmetic is exact.
+const SAFE_HIGH_WORD_MIN = -0x20_0000
+const SAFE_HIGH_WORD_MAX = 0x1f_ffff
+// Variable-length parts: 0x00 inside the data is written 0x00 0xff, the end is 0x00 0x01, so
+// a shorter value sorts before any longer value it prefixes, and nothing follows ambiguously.
+const ESCAPE = 0x00
+const ESCAPED_ZERO = 0xff
+const TERMINATOR = 0x01
+const LONE_SURROGATE = /\p{Cs}/u
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function u16be(n: number): Uint8Array {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff) {
+    throw new VvmError('VALIDATION', `u16be: ${n} is not an integer in [0, 65535]`)
+  }
+  return new Uint8Array([n >>> 8, n & 0xff])
+}
+
+/** Big-endian 8 bytes of a non-negative safe integer (offsets, ids). */
+export function u64be(n: number): Uint8Array {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new VvmError('VALIDATION', `u64be: ${n} is not a non-negative safe integer`)
+  }
+  const out = new Uint8Array(8)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, Math.floor(n / U32_RANGE))
+  view.setUint32(4, n % U32_RANGE)
+  return out
+}
+
+/** Inverse of `u64be`. */
+export function readU64be(bytes: Uint8Array, offset = 0): number {
+  if (offset < 0 || offset + 8 > bytes.length) throw new StorageError(`readU64be: need 8 bytes at offset ${offset}, have ${bytes.length}`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, 8)
+  const n = view.getUint32(0) * U32_RANGE + view.getUint32(4)
+  if (!Number.isSafeInteger(n)) throw new StorageError(`readU64be: value at offset ${offset} exceeds the safe integer range`)
+  return n
+}
+
+export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0
+  for (const part of parts) length += part.length
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+/** Unsigned lexicographic order, the order every backend uses for keys. */
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  // Buffer.compare accepts any Uint8Array and runs natively (memcmp).
+  return Buffer.compare(a, b)
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}
+
+/**
+ * The smallest byte string greater than every string starting with `prefix`, i.e. the
+ * exclusive upper bound of a prefix range. `undefined` when none exists (empty or all 0xff):
+ * the range is then unbounded above.
+ */
+export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
+  let end = prefix.length
+  while (end > 0 && prefix[end - 1] === 0xff) end--
+  if (end === 0) return undefined
+  // Uint8Array's slice copies; Buffer's `slice` would return a view of the caller's bytes.
+  const out = Uint8Array.prototype.slice.call(prefix, 0, end)
+  out[end - 1] = out[end - 1]! + 1
+  return out
+}
+
+/** Concatenated order-preserving encodings: tuples compare component by component. */
+export function encodeKeyTuple(values: readonly KeyPart[]): Uint8Array {
+  const parts: Uint8Array[] = []
+  for (let i = 0; i < values.length; i++) parts.push(encodePart(values[i]!, i))
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts)
+}
+
+export function decodeKeyTuple(bytes: Uint8Array, types: readonly KeyPartType[]): DecodedKeyPart[] {
+  const out: DecodedKeyPart[] = []
+  let offset = 0
+  for (let i = 0; i < types.length; i++) {
+    const type = types[i]!
+    switch (type) {
+      case 'int':
+        need(bytes, offset, 8, i)
+        out.push({ type, value: decodeInt64(bytes, offset) })
+        offset += 8
+        break
+      case 'float':
+        need(bytes, offset, 8, i)
+        out.push({ type, value: decodeFloat64(bytes, offset) })
+        offset += 8
+        break
+      case 'bool': {
+        need(bytes, offset, 1, i)
+        const byte = bytes[offset]!
+        if (byte > 1) throw new StorageError(`decodeKeyTuple: part ${i}: bool byte ${byte} is neither 0 nor 1`)
+        out.push({ type, value: byte === 1 })
+        offset += 1
+        break
+      }
+      case 'string':
+      case 'bytes': {
+        const [raw, next] = decodeEscaped(bytes, offset, i)
+        offset = next
+        if (type === 'bytes') {
+          out.push({ type, value: raw })
+        } else {
+          try {
+            out.push({ type, value: utf8Decoder.decode(raw) })
+          } catch (err) {
+            throw new StorageError(`decodeKeyTuple: part ${i}: invalid UTF-8`, err)
+          }
+        }
+        break
+      }
+      default: {
+        const never: never = type
+        throw new VvmError('VALIDATION', `decodeKeyTuple: unknown part type ${String(never)}`)
+      }
+    }
+  }
+  if (offset !== bytes.length) {
+    throw new StorageError(`decodeKeyTuple: ${bytes.length - offset} trailing bytes after ${types.length} parts`)
+  }
+  return out
+}
+
+function encodePart(part: KeyPart, index: number): Uint8Array {
+  switch (part.type) {
+    case 'int': return encodeInt64(part.value, index)
+    case 'float': return encodeFloat64(part.value)
+    case 'bool': return new Uint8Array([part.value ? 1 : 0])
+    case 'string':
+      if (LONE_SURROGATE.test(part.value)) {
+        // UTF-8 cannot carry a lone surrogate; encoding it as U+FFFD would merge distinct keys.
+        throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: string has a lone surrogate`)
+      }
+      return encodeEscaped(Buffer.from(part.value, 'utf8'))
+    case 'bytes': return encodeEscaped(part.value)
+    default: {
+      const never: never = part
+      throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: unknown type ${JSON.stringify(never)}`)
+    }
+  }
+}
+
+// Two's complement with the sign bit flipped: negative numbers then sort below positive ones.
+function encodeInt64(value: number | bigint, index: number): Uint8Array {
+  const out = new Uint8Array(8)
+  const view = new DataView(out.buffer)
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: int ${value} is not a safe integer`)
+    const high = Math.floor(value / U32_RANGE)
+    view.setInt32(0, high)
+    view.setUint32(4, value - high * U32_RANGE)
+  } else {
+    if (value < INT64_MIN || value > INT64_MAX) throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: int ${value} is outside int64`)
+    view.setBigInt64(0, value)
+  }
+  out[0] = out[0]! ^ 0x80
+  return out
+}
+
+function decodeInt64(bytes: Uint8Array, offset: number): number | bigint {
+  const copy = Uint8Array.prototype.slice.call(bytes, offset, offset + 8)
+  copy[0] = copy[0]! ^ 0x80
+  const view = new DataView(copy.buffer)
+  const high = view.getInt32(0)
+  if (high >= SAFE_HIGH_WORD_MIN && high <= SAFE_HIGH_WORD_MAX) {
+    const n = high * U32_RANGE + view.getUint32(4)
+    if (Number.isSafeInteger(n)) return n
+  }
+  return view.getBigInt64(0)
+}
+
+// IEEE 754 order trick: positive floats get the sign bit set, negative floats get every bit
+// inverted, so -Inf < negatives < -0 < +0 < positives < +Inf < NaN in byte order.
+function encodeFloat64(value: number): Uint8Array {
+  const out = new Uint8Array(8)
+  // One NaN bit pattern, so equal keys have equal bytes.
+  new DataView(out.buffer).setFloat64(0, Number.isNaN(value) ? Number.NaN : value)
+  if ((out[0]! & 0x80) !== 0) {
+    for (let i = 0; i < 8; i++) out[i] = ~out[i]! & 0xff
+  } else {
+    out[0] = out[0]! | 0x80
+  }
+  return out
+}
+
+function decodeFloat64(bytes: Uint8Array, offset: number): number {
+  const copy = Uint8Array.prototype.slice.call(bytes, offset, offset + 8)
+  if ((copy[0]! & 0x80) !== 0) {
+    copy[0] = copy[0]! & 0x7f
+  } else {
+    for (let i = 0; i < 8; i++) copy[i] = ~copy[i]! & 0xff
+  }
+  return new DataView(copy.buffer).getFloat64(0)
+}
+
+function encodeEscaped(raw: Uint8Array): Uint8Array {
+  let zeros = 0
+  for (const byte of raw) if (byte === ESCAPE) zeros++
+  const out = new Uint8Array(raw.length + zeros + 2)
+  let j = 0
+  for (const byte of raw) {
+    out[j++] = byte
+    if (byte === ESCAPE) out[j++] = ESCAPED_ZERO
+  }
+  out[j++] = ESCAPE
+  out[j] = TERMINATOR
+  return out
+}
+
+function decodeEscaped(bytes: Uint8Array, start: number, index: number): [Uint8Array, number] {
+  const out: number[] = []
+  let i = start
+  for (;;) {
+    if (i >= bytes.length) throw new StorageError(`decodeKeyTuple: part ${index}: missing terminator`)
+    const byte = bytes[i]!
+    if (byte !== ESCAPE) {
+      out.push(byte)
+      i++
+      continue
+    }
+    const next = bytes[i + 1]
+    if (next === TERMINATOR) return [Uint8Array.from(out), i + 2]
+    if (next === ESCAPED_ZERO) {
+      out.push(0)
+      i += 2
+      continue
+    }
+    throw new StorageError(`decodeKeyTuple: part ${index}: bad escape 0x00 0x${(next ?? 0).toString(16)} at ${i}`)
+  }
+}
+
+function need(bytes: Uint8Array, offset: number, count: number, index: number): void {
+  if (offset + count > bytes.length) {
+    throw new StorageError(`decodeKeyTuple: part ${index}: need ${count} bytes at ${offset}, have ${bytes.length - offset}`)
+  }
+}

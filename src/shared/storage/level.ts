@@ -1,0 +1,319 @@
+// LevelDB backend (classic-level): one database at `<dataDir>/level` for all apps. Opened with
+// `multithreading: true`, so every worker thread of the process opens the same directory and
+// shares one native handle; another process is refused by LevelDB's LOCK file.
+//
+// Key:   u16 len(app) · app (utf8) · u16 len(pk) · pk · cc
+//        The length prefixes keep (app, pk) groups contiguous and unambiguous (pk "a" + cc "b"
+//        never meets pk "ab"), and inside a group keys sort by cc bytes.
+// Value: 0x00 · value                     never expires
+//        0x01 · u64 expiresAtMs · value   expires; skipped by reads once past
+//
+// Every write is `sync: true` (fsync of the log): an acknowledged write survives kill -9 and
+// power loss. Expired rows stay on disk until overwritten or deleted; deleting them on read
+// would race with a concurrent write of the same key.
+//
+// Compare-and-set (insertIfNotExists, compareAndSwap, compareAndDelete) is read-then-write
+// under `StripedCasLock`: atomic among all threads that share the lock's buffer (pass the same
+// `casLock` to every thread's provider; see `createCasLockBuffer`). Threads given different
+// buffers can race on the same key. Plain put/putBatch never take the lock, so mixing them
+// with CAS on one key can lose the CAS write — the same rule Cassandra has for LWTs.
+
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { StorageError, VvmError } from '../errors.js'
+import { StripedCasLock } from './cas-lock.js'
+import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
+import { bytesEqual, concatBytes, prefixEnd, readU64be, u16be, u64be } from './keys.js'
+import type { BatchItem, Bytes, IAppStorage, IStorageProvider, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
+
+type Db = ClassicLevel<Uint8Array, Uint8Array>
+type TtlRow = StorageRow & { readonly expiresAtMs: number }
+
+/** Rows fetched per `nextv`: enough to amortize the native hop, small enough to bound memory. */
+export const READ_BATCH_ROWS_MAX = 256
+const APP_QNAME_BYTES_MAX = 0xffff
+const SYNC = { sync: true } as const
+const TAG_PLAIN = 0x00
+const TAG_EXPIRING = 0x01
+const EXPIRING_HEADER_BYTES = 9
+
+export interface LevelOpenOptions {
+  /** Shared lock memory from `createCasLockBuffer()`, the same for every thread of the process. */
+  readonly casLock?: SharedArrayBuffer
+}
+
+export class LevelStorageProvider implements IStorageProvider {
+  readonly kind: StorageKind = 'level'
+  readonly sharedAcrossThreads = true
+  private readonly apps = new Map<string, LevelAppStorage>()
+
+  private constructor(private readonly db: Db, private readonly lock: StripedCasLock) {}
+
+  static async open(config: StorageConfig, options: LevelOpenOptions = {}): Promise<LevelStorageProvider> {
+    if (typeof config.dataDir !== 'string' || config.dataDir === '') {
+      throw new VvmError('VALIDATION', `storage: dataDir ${JSON.stringify(config.dataDir)} must be a non-empty path for kind 'level'`)
+    }
+    const location = join(config.dataDir, 'level')
+    try {
+      await mkdir(config.dataDir, { recursive: true })
+    } catch (err) {
+      throw new StorageError(`level: cannot create data directory ${config.dataDir}: ${messageOf(err)}`, err)
+    }
+    const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true })
+    try {
+      await db.open()
+    } catch (err) {
+      if (isLockedError(err)) {
+        throw new StorageError(`level: data directory ${location} is in use by another process (its LevelDB LOCK is held); stop that process or choose another dataDir`, err)
+      }
+      throw new StorageError(`level: cannot open ${location}: ${messageOf(err)}`, err)
+    }
+    return new LevelStorageProvider(db, new StripedCasLock(options.casLock))
+  }
+
+  async appStorage(appQName: string): Promise<IAppStorage> {
+    if (this.db.status !== 'open') throw new StorageError(`level: provider is ${this.db.status}`)
+    let storage = this.apps.get(appQName)
+    if (storage === undefined) {
+      const name = Buffer.from(appQName, 'utf8')
+      if (name.length === 0 || name.length > APP_QNAME_BYTES_MAX) {
+        throw new VvmError('VALIDATION', `storage: app qname ${JSON.stringify(appQName)} must have 1..${APP_QNAME_BYTES_MAX} bytes`)
+      }
+      storage = new LevelAppStorage(this.db, this.lock, concatBytes(u16be(name.length), name))
+      this.apps.set(appQName, storage)
+    }
+    return storage
+  }
+
+  /** Closes this thread's handle; the native database closes when the last thread closes. */
+  async close(): Promise<void> {
+    this.apps.clear()
+    try {
+      await this.db.close()
+    } catch (err) {
+      throw new StorageError(`level: close failed: ${messageOf(err)}`, err)
+    }
+  }
+}
+
+class LevelAppStorage implements IAppStorage {
+  constructor(private readonly db: Db, private readonly lock: StripedCasLock, private readonly appPrefix: Uint8Array) {}
+
+  async put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void> {
+    checkKey(pk, cc)
+    checkValue(value)
+    try {
+      await this.db.put(this.rowKey(pk, cc), encodeStored(value, 0), SYNC)
+    } catch (err) {
+      throw levelError('put', err)
+    }
+  }
+
+  async putBatch(items: readonly BatchItem[]): Promise<void> {
+    checkBatch(items)
+    if (items.length === 0) return
+    const nowMs = Date.now()
+    const operations = items.map((item) => ({
+      type: 'put' as const,
+      key: this.rowKey(item.pk, item.cc),
+      value: encodeStored(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)),
+    }))
+    try {
+      await this.db.batch(operations, SYNC)
+    } catch (err) {
+      throw levelError('putBatch', err)
+    }
+  }
+
+  async get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined> {
+    checkKey(pk, cc)
+    return (await this.liveValue(pk, cc))?.value
+  }
+
+  async getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]> {
+    checkPk(pk)
+    if (ccs.length > BATCH_ITEMS_MAX) throw new VvmError('TOO_LARGE', `storage: getBatch of ${ccs.length} keys, at most ${BATCH_ITEMS_MAX} allowed`)
+    for (const cc of ccs) checkCc(cc)
+    if (ccs.length === 0) return []
+    const pkPrefix = this.pkPrefix(pk)
+    let stored: (Uint8Array | undefined)[]
+    try {
+      stored = await this.db.getMany(ccs.map((cc) => concatBytes(pkPrefix, cc)))
+    } catch (err) {
+      throw levelError('getBatch', err)
+    }
+    const nowMs = Date.now()
+    return stored.map((bytes) => {
+      if (bytes === undefined) return undefined
+      const decoded = decodeStored(bytes)
+      return isLive(decoded.expiresAtMs, nowMs) ? decoded.value : undefined
+    })
+  }
+
+  read(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow> {
+    const rows = this.rows(pk, range)
+    return (async function* () {
+      for await (const row of rows) yield { cc: row.cc, value: row.value }
+    })()
+  }
+
+  ttlRead(pk: Bytes, range?: ReadRange): AsyncIterable<TtlRow> {
+    return this.rows(pk, range)
+  }
+
+  async insertIfNotExists(pk: Bytes, cc: Bytes, value: Bytes, ttlSeconds: number): Promise<boolean> {
+    checkKey(pk, cc)
+    checkValue(value)
+    const ttl = checkTtlSeconds(ttlSeconds)
+    const key = this.rowKey(pk, cc)
+    return this.lock.withLock(key, async () => {
+      if (await this.liveValue(pk, cc) !== undefined) return false
+      await this.putRaw(key, encodeStored(value, expiresAtMsFor(ttl, Date.now())), 'insertIfNotExists')
+      return true
+    })
+  }
+
+  async compareAndSwap(pk: Bytes, cc: Bytes, oldValue: Bytes, newValue: Bytes, ttlSeconds: number): Promise<boolean> {
+    checkKey(pk, cc)
+    checkValue(newValue)
+    const ttl = checkTtlSeconds(ttlSeconds)
+    const key = this.rowKey(pk, cc)
+    return this.lock.withLock(key, async () => {
+      const current = await this.liveValue(pk, cc)
+      if (current === undefined || !bytesEqual(current.value, oldValue)) return false
+      await this.putRaw(key, encodeStored(newValue, expiresAtMsFor(ttl, Date.now())), 'compareAndSwap')
+      return true
+    })
+  }
+
+  async compareAndDelete(pk: Bytes, cc: Bytes, expected: Bytes): Promise<boolean> {
+    checkKey(pk, cc)
+    const key = this.rowKey(pk, cc)
+    return this.lock.withLock(key, async () => {
+      const current = await this.liveValue(pk, cc)
+      if (current === undefined || !bytesEqual(current.value, expected)) return false
+      try {
+        await this.db.del(key, SYNC)
+      } catch (err) {
+        throw levelError('compareAndDelete', err)
+      }
+      return true
+    })
+  }
+
+  async ttlGet(pk: Bytes, cc: Bytes): Promise<TtlValue | undefined> {
+    checkKey(pk, cc)
+    return this.liveValue(pk, cc)
+  }
+
+  private pkPrefix(pk: Bytes): Uint8Array {
+    return concatBytes(this.appPrefix, u16be(pk.length), pk)
+  }
+
+  private rowKey(pk: Bytes, cc: Bytes): Uint8Array {
+    return concatBytes(this.appPrefix, u16be(pk.length), pk, cc)
+  }
+
+  private async putRaw(key: Uint8Array, stored: Uint8Array, op: string): Promise<void> {
+    try {
+      await this.db.put(key, stored, SYNC)
+    } catch (err) {
+      throw levelError(op, err)
+    }
+  }
+
+  private async liveValue(pk: Bytes, cc: Bytes): Promise<TtlValue | undefined> {
+    let stored: Uint8Array | undefined
+    try {
+      stored = await this.db.get(this.rowKey(pk, cc))
+    } catch (err) {
+      throw levelError('get', err)
+    }
+    if (stored === undefined) return undefined
+    const decoded = decodeStored(stored)
+    return isLive(decoded.expiresAtMs, Date.now()) ? decoded : undefined
+  }
+
+  /** Validates eagerly (errors surface at the call), then streams rows via `nextv`. */
+  private rows(pk: Bytes, range: ReadRange | undefined): AsyncIterable<TtlRow> {
+    checkPk(pk)
+    const r = normalizeRange(range)
+    const prefix = this.pkPrefix(pk)
+    const gte = r.ccFrom === undefined ? prefix : concatBytes(prefix, r.ccFrom)
+    // The prefix starts with a small u16 length, so it is never all 0xff and has an end.
+    const lt = r.ccTo === undefined ? prefixEnd(prefix)! : concatBytes(prefix, r.ccTo)
+    const db = this.db
+    return (async function* () {
+      if (r.limit === 0) return
+      // No `limit` for LevelDB itself: expired rows are skipped here and must not count.
+      const iterator = db.iterator({ gte, lt, reverse: r.reverse })
+      try {
+        let remaining = r.limit
+        while (remaining > 0) {
+          let entries: [Uint8Array, Uint8Array][]
+          try {
+            entries = await iterator.nextv(Math.min(remaining, READ_BATCH_ROWS_MAX))
+          } catch (err) {
+            throw levelError('read', err)
+          }
+          if (entries.length === 0) return
+          const nowMs = Date.now()
+          for (const [key, stored] of entries) {
+            const decoded = decodeStored(stored)
+            if (!isLive(decoded.expiresAtMs, nowMs)) continue
+            yield { cc: key.subarray(prefix.length), value: decoded.value, expiresAtMs: decoded.expiresAtMs }
+            if (--remaining === 0) return
+          }
+        }
+      } finally {
+        await iterator.close()
+      }
+    })()
+  }
+}
+
+function encodeStored(value: Bytes, expiresAtMs: number): Uint8Array {
+  if (expiresAtMs === 0) {
+    const out = new Uint8Array(1 + value.length)
+    out[0] = TAG_PLAIN
+    out.set(value, 1)
+    return out
+  }
+  const out = new Uint8Array(EXPIRING_HEADER_BYTES + value.length)
+  out[0] = TAG_EXPIRING
+  out.set(u64be(expiresAtMs), 1)
+  out.set(value, EXPIRING_HEADER_BYTES)
+  return out
+}
+
+/**
+ * The returned value is a view into `stored`, which LevelDB allocated for this call alone, so
+ * callers may keep or mutate it without touching the database.
+ */
+function decodeStored(stored: Uint8Array): TtlValue {
+  const tag = stored[0]
+  if (tag === TAG_PLAIN) return { value: stored.subarray(1), expiresAtMs: 0 }
+  if (tag === TAG_EXPIRING && stored.length >= EXPIRING_HEADER_BYTES) {
+    return { value: stored.subarray(EXPIRING_HEADER_BYTES), expiresAtMs: readU64be(stored, 1) }
+  }
+  throw new StorageError(`level: corrupt value header (tag ${String(tag)}, ${stored.length} bytes)`)
+}
+
+function isLockedError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === 'LEVEL_LOCKED') return true
+  }
+  return false
+}
+
+function levelError(op: string, err: unknown): VvmError {
+  if (err instanceof VvmError) return err
+  return new StorageError(`level: ${op} failed: ${messageOf(err)}`, err)
+}
+
+function messageOf(err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const cause = err.cause instanceof Error ? ` (${err.cause.message})` : ''
+  return `${err.message}${cause}`
+}

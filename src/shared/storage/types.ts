@@ -1,0 +1,86 @@
+// The storage interface every backend implements (Voedger `istorage`). Keys are two byte
+// strings: a partition key `pk` (which row group; never empty) and clustering columns `cc`
+// (order inside the group; may be empty). Values are opaque bytes.
+//
+// Above this interface nothing knows which backend runs. The TCK in `tck.ts` is the contract:
+// every backend passes the same suite.
+//
+// Expiry: any value may carry a TTL (set by `insertIfNotExists`, `compareAndSwap` or a batch
+// item's `ttlSeconds`). An expired value is invisible to every read and compare operation,
+// as if it had never been written.
+
+export type Bytes = Uint8Array
+
+export interface BatchItem {
+  readonly pk: Bytes
+  readonly cc: Bytes
+  readonly value: Bytes
+  /** Optional time to live; absent or 0 means the value never expires. */
+  readonly ttlSeconds?: number
+}
+
+export interface StorageRow {
+  readonly cc: Bytes
+  readonly value: Bytes
+}
+
+export interface ReadRange {
+  /** Inclusive lower bound of `cc`; absent means from the first row of `pk`. */
+  readonly ccFrom?: Bytes
+  /** Exclusive upper bound of `cc`; absent means to the last row of `pk`. */
+  readonly ccTo?: Bytes
+  /** Stop after this many rows; absent means no limit. */
+  readonly limit?: number
+  /** Descending order of `cc`. */
+  readonly reverse?: boolean
+}
+
+export interface TtlValue {
+  readonly value: Bytes
+  /** Absolute expiry (ms since epoch), or 0 when the value never expires. */
+  readonly expiresAtMs: number
+}
+
+export interface IAppStorage {
+  put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void>
+  /** Atomic where the backend can make it so (mem, level); durable when it resolves. */
+  putBatch(items: readonly BatchItem[]): Promise<void>
+  get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined>
+  /** Values in the order of `ccs`; `undefined` where absent. */
+  getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]>
+  /** Rows of `pk` with ccFrom <= cc < ccTo, in byte order of `cc`. */
+  read(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow>
+
+  /** Writes only when no live value exists. Returns whether it wrote. */
+  insertIfNotExists(pk: Bytes, cc: Bytes, value: Bytes, ttlSeconds: number): Promise<boolean>
+  /** Replaces the live value when it equals `oldValue` byte for byte. Returns whether it wrote. */
+  compareAndSwap(pk: Bytes, cc: Bytes, oldValue: Bytes, newValue: Bytes, ttlSeconds: number): Promise<boolean>
+  /** Deletes the live value when it equals `expected`. Returns whether it deleted. */
+  compareAndDelete(pk: Bytes, cc: Bytes, expected: Bytes): Promise<boolean>
+  /** Like `get`, with the value's expiry. */
+  ttlGet(pk: Bytes, cc: Bytes): Promise<TtlValue | undefined>
+  /** Like `read`, with each row's expiry. */
+  ttlRead(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow & { readonly expiresAtMs: number }>
+}
+
+/** Opens per-application storages on one backend; one provider per thread. */
+export interface IStorageProvider {
+  readonly kind: StorageKind
+  /** True when every thread of the process sees the same data (level, cassandra; not mem). */
+  readonly sharedAcrossThreads: boolean
+  appStorage(appQName: string): Promise<IAppStorage>
+  close(): Promise<void>
+}
+
+export type StorageKind = 'mem' | 'level' | 'cassandra'
+
+export interface StorageConfig {
+  readonly kind: StorageKind
+  /** level: the data directory (one LevelDB under it). */
+  readonly dataDir?: string
+  /** cassandra: contact points `host:port`. */
+  readonly cassandraHosts?: readonly string[]
+  readonly cassandraLocalDc?: string
+  readonly cassandraKeyspacePrefix?: string
+  readonly cassandraReplication?: string
+}

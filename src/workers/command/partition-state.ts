@@ -1,0 +1,99 @@
+// What a command processor knows about its partition between batches: the committed PLog
+// offset and bounded caches of workspace heads and records. The processor is the only writer
+// of its workspaces, so a write-through cache of committed state is always current.
+
+import type { IAppStorage } from '../../shared/storage/types.js'
+import {
+  FIRST_RECORD_ID, decodeStored, partitionHeadKey, recordCc, recordsPk, wsHeadKey,
+  type StoredPartitionHead, type StoredRecord, type StoredWsHead,
+} from '../../shared/layout.js'
+
+/** A Map that forgets its least recently used entries past `max` (insertion order = recency). */
+export class LruMap<K, V> {
+  private readonly map = new Map<K, V>()
+  constructor(readonly max: number) {}
+
+  get(k: K): V | undefined {
+    const v = this.map.get(k)
+    if (v !== undefined) {
+      this.map.delete(k)
+      this.map.set(k, v)
+    }
+    return v
+  }
+
+  set(k: K, v: V): void {
+    this.map.delete(k)
+    this.map.set(k, v)
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K)
+  }
+
+  clear(): void {
+    this.map.clear()
+  }
+
+  get size(): number {
+    return this.map.size
+  }
+}
+
+export const recordKey = (wsid: number, id: number): string => `${wsid}/${id}`
+
+export interface PartitionStateOptions {
+  /** Workspace heads kept in memory; a miss costs one storage read. */
+  wsHeadsCachedMax: number
+  /** Records kept in memory; a miss costs one storage read. */
+  recordsCachedMax: number
+}
+
+export class PartitionState {
+  plogOffset = 0
+  private readonly wsHeads: LruMap<number, StoredWsHead>
+  private readonly records: LruMap<string, StoredRecord>
+
+  constructor(readonly storage: IAppStorage, readonly partition: number, opts: PartitionStateOptions) {
+    this.wsHeads = new LruMap(opts.wsHeadsCachedMax)
+    this.records = new LruMap(opts.recordsCachedMax)
+  }
+
+  /** Restart reads the partition head, not the log. */
+  async load(): Promise<void> {
+    const k = partitionHeadKey(this.partition)
+    const bytes = await this.storage.get(k.pk, k.cc)
+    this.plogOffset = bytes === undefined ? 0 : decodeStored<StoredPartitionHead>(bytes).po
+  }
+
+  async wsHead(wsid: number): Promise<StoredWsHead> {
+    const cached = this.wsHeads.get(wsid)
+    if (cached !== undefined) return cached
+    const k = wsHeadKey(wsid)
+    const bytes = await this.storage.get(k.pk, k.cc)
+    const head = bytes === undefined ? { wo: 0, id: FIRST_RECORD_ID } : decodeStored<StoredWsHead>(bytes)
+    this.wsHeads.set(wsid, head)
+    return head
+  }
+
+  async record(wsid: number, id: number): Promise<StoredRecord | undefined> {
+    const key = recordKey(wsid, id)
+    const cached = this.records.get(key)
+    if (cached !== undefined) return cached
+    const bytes = await this.storage.get(recordsPk(wsid), recordCc(id))
+    if (bytes === undefined) return undefined
+    const rec = decodeStored<StoredRecord>(bytes)
+    this.records.set(key, rec)
+    return rec
+  }
+
+  /** After a durable commit: the batch's state becomes the committed state. */
+  applyCommitted(plogOffset: number, wsHeads: ReadonlyMap<number, StoredWsHead>, records: ReadonlyMap<string, StoredRecord>): void {
+    this.plogOffset = plogOffset
+    for (const [wsid, h] of wsHeads) this.wsHeads.set(wsid, h)
+    for (const [k, r] of records) this.records.set(k, r)
+  }
+
+  /** After a failed commit nothing staged may survive in memory: forget every cached value. */
+  resetCaches(): void {
+    this.wsHeads.clear()
+    this.records.clear()
+  }
+}

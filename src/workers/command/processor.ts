@@ -1,0 +1,268 @@
+// The command processor of one app partition: a strictly sequential pipeline of named stages
+// (decode → load workspace → idempotency → validate → CUDs → execute → build event →
+// validate records → sync projectors → stage), then one group commit for the whole batch.
+// Only after the batch is durable are its commands acknowledged. A failed command stages
+// nothing; a failed commit acknowledges nothing.
+
+import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/appdef/types.js'
+import { validateFields } from '../../shared/appdef/validate.js'
+import { isWasmRef } from '../../shared/appdef/define.js'
+import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
+import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
+import { RAW_ID_MAX, decodeStored, idempotencyKey, type StoredCud, type StoredEvent } from '../../shared/layout.js'
+import { renderCommand, renderError, type CommandOutcome } from '../../shared/reply.js'
+import type { IAppStorage } from '../../shared/storage/types.js'
+import { CommandTx } from './command-tx.js'
+import type { PartitionState } from './partition-state.js'
+import { Staging, idempotentKey, type IdempotentReply } from './staging.js'
+import { decodeBody } from '../decode-body.js'
+
+export type Stage =
+  | 'decode' | 'load workspace' | 'idempotency' | 'validate' | 'cuds' | 'execute' | 'build event'
+  | 'validate records' | 'sync projectors' | 'stage' | 'commit'
+
+export interface CommandProcessorOptions {
+  idempotencyTtlSeconds: number
+  /** Logs an unexpected failure (a bug or a storage fault), never bad input. */
+  onInternalError: (stage: Stage, err: unknown) => void
+}
+
+export interface BatchStats {
+  commands: number
+  committed: number
+  commitMs: number
+}
+
+interface Cud {
+  rawId: number | undefined
+  id: number | undefined
+  table: string | undefined
+  fields: Record<string, unknown>
+}
+
+export class CommandProcessor {
+  constructor(
+    readonly app: AppDef,
+    readonly part: PartitionState,
+    readonly storage: IAppStorage,
+    readonly opts: CommandProcessorOptions,
+  ) {}
+
+  /** Executes a batch in order and commits it once; returns one reply per request. */
+  async processBatch(reqs: readonly EngineRequest[], stats: BatchStats): Promise<EngineReply[]> {
+    const batch = new Staging()
+    const replies: EngineReply[] = []
+    const acked: number[] = []
+    for (const req of reqs) {
+      const r = await this.execOne(req, batch)
+      if (r.status < 300) acked.push(replies.length)
+      replies.push(r)
+    }
+    stats.commands += reqs.length
+    if (batch.empty) return replies
+    const lastOffset = this.part.plogOffset + batch.events.length
+    const t0 = performance.now()
+    try {
+      await this.storage.putBatch(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds))
+      this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords())
+      stats.committed += acked.length
+    } catch (err) {
+      this.opts.onInternalError('commit', err)
+      // The batch may or may not be in storage: forget all cached state and reload the head.
+      this.part.resetCaches()
+      await this.part.load().catch((e: unknown) => this.opts.onInternalError('commit', e))
+      const e = new VvmError('BUSY', 'the commit failed; the command may not be applied: retry with the same Idempotency-Key', { retryAfterS: 1 })
+      for (const i of acked) replies[i] = errorReply(reqs[i]!, e)
+    }
+    stats.commitMs += performance.now() - t0
+    return replies
+  }
+
+  private async execOne(req: EngineRequest, batch: Staging): Promise<EngineReply> {
+    let stage: Stage = 'decode'
+    try {
+      const body = decodeBody(req.body)
+      const tx = new CommandTx(this.app, this.part, batch, req.wsid)
+      stage = 'load workspace'
+      await tx.loadWorkspace()
+      if (req.idempotencyKey !== null) {
+        stage = 'idempotency'
+        const prior = await this.findIdempotent(req.wsid, req.idempotencyKey, batch)
+        if (prior !== undefined) return { reqId: req.reqId, status: prior.status, body: renderCommand(req.format, prior.outcome), retryAfterS: 0 }
+      }
+      let status = 200
+      let outcome: CommandOutcome
+      let eventQName: string
+      let args: Record<string, unknown> = {}
+      switch (req.op) {
+        case Op.COMMAND: {
+          const cmd = this.app.commands.get(req.qname)
+          if (cmd === undefined) throw new NotFoundError(`command ${req.qname} is not defined in app ${this.app.qname}`, req.qname)
+          stage = 'validate'
+          const b = objectBody(body, req.qname)
+          args = validateFields(cmd.args, b.args, 'full', req.qname, 'args')
+          const unlogged = validateFields(cmd.unloggedArgs, b.unloggedArgs, 'full', req.qname, 'unloggedArgs')
+          const cuds = parseCuds(b.cuds, req.qname)
+          stage = 'cuds'
+          const newIDs = await applyCuds(tx, cuds)
+          stage = 'execute'
+          if (isWasmRef(cmd.exec)) throw new VvmError('INTERNAL', `command ${req.qname} is bound to WASM export ${cmd.exec.export}: this build runs builtin extensions only`, { qname: req.qname })
+          const ret = await cmd.exec({ ...args, ...unlogged }, tx)
+          const result = ret === undefined || ret === null ? undefined : (ret as Record<string, unknown>)
+          if (result !== undefined && typeof result !== 'object') throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
+          outcome = { wlogOffset: 0, newIDs, result }
+          eventQName = req.qname
+          break
+        }
+        case Op.DOC_CREATE: {
+          stage = 'validate'
+          const id = tx.create(req.qname, objectBody(body, req.qname) as Record<string, unknown>)
+          outcome = { wlogOffset: 0, newIDs: { '1': id }, result: undefined }
+          eventQName = 'sys.CUD'
+          status = 201
+          break
+        }
+        case Op.DOC_UPDATE:
+        case Op.DOC_DEACTIVATE: {
+          stage = 'validate'
+          const rec = await tx.storedRecord(req.id)
+          if (rec === undefined || rec.q !== req.qname) throw new NotFoundError(`${req.qname} ${req.id} not found in workspace ${req.wsid}`, req.qname)
+          if (!rec.a) throw new VvmError('GONE', `${req.qname} ${req.id} is deactivated`, { qname: req.qname })
+          if (req.op === Op.DOC_UPDATE) await tx.update(req.id, objectBody(body, req.qname) as Record<string, unknown>)
+          else await tx.setActive(req.id, false)
+          outcome = { wlogOffset: 0, newIDs: {}, result: undefined }
+          eventQName = 'sys.CUD'
+          break
+        }
+        default:
+          throw new BadRequestError(`operation ${req.op} is not a write`)
+      }
+      stage = 'build event'
+      const event = this.buildEvent(tx, eventQName, args)
+      outcome.wlogOffset = event.wo
+      stage = 'validate records'
+      await validateRefs(tx)
+      stage = 'sync projectors'
+      await this.runSyncProjectors(tx, event, this.part.plogOffset + batch.events.length + 1)
+      stage = 'stage'
+      tx.staged.events.push({ partition: this.part.partition, plogOffset: this.part.plogOffset + batch.events.length + 1, event })
+      tx.staged.wsHeads.set(req.wsid, tx.wsHeadStaged)
+      if (req.idempotencyKey !== null) {
+        tx.staged.idempotent.set(idempotentKey(req.wsid, req.idempotencyKey), { wsid: req.wsid, key: req.idempotencyKey, reply: { status, outcome } })
+      }
+      batch.mergeFrom(tx.staged)
+      return { reqId: req.reqId, status, body: renderCommand(req.format, outcome), retryAfterS: 0 }
+    } catch (err) {
+      const e = toVvmError(err)
+      if (e.code === 'INTERNAL' && !(err instanceof VvmError)) this.opts.onInternalError(stage, err)
+      return errorReply(req, e)
+    }
+  }
+
+  private buildEvent(tx: CommandTx, qname: string, args: Record<string, unknown>): StoredEvent {
+    const head = tx.wsHeadStaged
+    head.wo += 1
+    const c: StoredCud[] = []
+    for (const r of tx.staged.records.values()) c.push({ id: r.id, t: r.rec.q, n: r.isNew, f: r.rec.f })
+    return { q: qname, ws: tx.wsid, wo: head.wo, t: Date.now(), a: args, c }
+  }
+
+  private async runSyncProjectors(tx: CommandTx, event: StoredEvent, plogOffset: number): Promise<void> {
+    const triggered = new Set<ResolvedProjector>()
+    for (const p of this.app.syncProjectorsOn.get(event.q) ?? []) triggered.add(p)
+    for (const cud of event.c) for (const p of this.app.syncProjectorsOn.get(cud.t) ?? []) triggered.add(p)
+    if (triggered.size === 0) return
+    const pe: ProjectorEvent = {
+      qname: event.q, wsid: event.ws, plogOffset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
+      cuds: event.c.map((x) => ({ id: x.id, table: x.t, isNew: x.n, fields: x.f })),
+    }
+    for (const p of triggered) {
+      if (isWasmRef(p.exec)) throw new VvmError('INTERNAL', `projector ${p.qname} is bound to WASM: this build runs builtin extensions only`)
+      await p.exec(pe, tx)
+    }
+  }
+
+  private async findIdempotent(wsid: number, key: string, batch: Staging): Promise<IdempotentReply | undefined> {
+    const staged = batch.idempotent.get(idempotentKey(wsid, key))
+    if (staged !== undefined) return staged.reply
+    const k = idempotencyKey(wsid, key)
+    const bytes = await this.storage.get(k.pk, k.cc)
+    return bytes === undefined ? undefined : decodeStored<IdempotentReply>(bytes)
+  }
+}
+
+export function errorReply(req: EngineRequest, e: VvmError): EngineReply {
+  return { reqId: req.reqId, status: e.status, body: renderError(req.format, e), retryAfterS: e.retryAfterS ?? 0 }
+}
+
+function objectBody(body: unknown, qname: string): Record<string, unknown> {
+  if (body === undefined || body === null) return {}
+  if (typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError(`the body of ${qname} must be a JSON object`, qname)
+  return body as Record<string, unknown>
+}
+
+/** CUDs in the v1 shape: create `{fields: {"sys.ID": raw, "sys.QName": t, ...}}`, update `{"sys.ID": id, fields}`. */
+function parseCuds(cuds: unknown, qname: string): Cud[] {
+  if (cuds === undefined || cuds === null) return []
+  if (!Array.isArray(cuds)) throw new BadRequestError(`cuds of ${qname} must be an array`, qname)
+  return cuds.map((c, i): Cud => {
+    if (typeof c !== 'object' || c === null || typeof c.fields !== 'object' || c.fields === null || Array.isArray(c.fields)) {
+      throw new BadRequestError(`cuds[${i}] of ${qname} must be {"fields": {...}} or {"sys.ID": id, "fields": {...}}`, qname)
+    }
+    const { 'sys.ID': rawId, 'sys.QName': table, ...fields } = c.fields as Record<string, unknown>
+    const id = c['sys.ID'] as unknown
+    if (id !== undefined) {
+      if (!Number.isSafeInteger(id) || (id as number) <= RAW_ID_MAX) throw new BadRequestError(`cuds[${i}]: sys.ID ${String(id)} is not a record id`, qname)
+      return { rawId: undefined, id: id as number, table: undefined, fields }
+    }
+    if (!Number.isInteger(rawId) || (rawId as number) < 1 || (rawId as number) > RAW_ID_MAX) {
+      throw new BadRequestError(`cuds[${i}]: a new record needs fields."sys.ID", a raw id 1..${RAW_ID_MAX}`, qname)
+    }
+    if (typeof table !== 'string') throw new BadRequestError(`cuds[${i}]: a new record needs fields."sys.QName"`, qname)
+    return { rawId: rawId as number, id: undefined, table, fields }
+  })
+}
+
+async function applyCuds(tx: CommandTx, cuds: readonly Cud[]): Promise<Record<string, number>> {
+  const newIDs: Record<string, number> = {}
+  const rawToId = new Map<number, number>()
+  // Refs to raw ids of records created in the same request resolve to their new ids.
+  const resolveRefs = (table: string, fields: Record<string, unknown>): Record<string, unknown> => {
+    const t = tx.table(table)
+    const out = { ...fields }
+    for (const f of t.fields.values()) {
+      const v = out[f.name]
+      if (f.type === 'ref' && typeof v === 'number' && rawToId.has(v)) out[f.name] = rawToId.get(v)
+    }
+    return out
+  }
+  for (const c of cuds) {
+    if (c.rawId !== undefined) {
+      if (rawToId.has(c.rawId)) throw new BadRequestError(`raw id ${c.rawId} is used twice`)
+      const id = tx.create(c.table!, resolveRefs(c.table!, c.fields))
+      rawToId.set(c.rawId, id)
+      newIDs[String(c.rawId)] = id
+    } else {
+      const rec = await tx.storedRecord(c.id!)
+      if (rec === undefined) throw new NotFoundError(`record ${c.id} not found in workspace ${tx.wsid}`)
+      const { 'sys.IsActive': active, ...fields } = c.fields
+      if (Object.keys(fields).length > 0) await tx.update(c.id!, resolveRefs(rec.q, fields))
+      if (typeof active === 'boolean') await tx.setActive(c.id!, active)
+    }
+  }
+  return newIDs
+}
+
+/** Every ref field of a staged record must name an existing record of the workspace. */
+async function validateRefs(tx: CommandTx): Promise<void> {
+  for (const r of tx.staged.records.values()) {
+    const t = tx.table(r.rec.q)
+    for (const f of t.fields.values()) {
+      const v = r.rec.f[f.name]
+      if (f.type !== 'ref' || v === undefined || v === null) continue
+      if ((await tx.storedRecord(v as number)) === undefined) {
+        throw new VvmError('VALIDATION', `${r.rec.q}.${f.name} refers to record ${String(v)}, which does not exist`, { qname: r.rec.q })
+      }
+    }
+  }
+}

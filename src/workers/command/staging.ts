@@ -1,0 +1,104 @@
+// Staged writes. A batch stages on top of the committed state; each command stages on top of
+// its batch and is merged into it only when the command succeeds, so a failed command leaves
+// nothing behind. Reads look through command → batch → committed (cache, then storage).
+
+import type { BatchItem } from '../../shared/storage/types.js'
+import {
+  collectionPk, encodeStored, idempotencyKey, partitionHeadKey, plogKey, recordCc, recordsPk, wlogKey, wsHeadKey,
+  type StoredEvent, type StoredRecord, type StoredWsHead,
+} from '../../shared/layout.js'
+import { recordKey } from './partition-state.js'
+import type { CommandOutcome } from '../../shared/reply.js'
+
+export interface StagedRecord {
+  wsid: number
+  id: number
+  rec: StoredRecord
+  isNew: boolean
+}
+
+export interface StagedViewRow {
+  pk: Uint8Array
+  cc: Uint8Array
+  value: Uint8Array
+}
+
+export interface StagedEvent {
+  partition: number
+  plogOffset: number
+  event: StoredEvent
+}
+
+/** What a stored idempotency entry holds: enough to render the first reply in any format. */
+export interface IdempotentReply {
+  status: number
+  outcome: CommandOutcome
+}
+
+export class Staging {
+  readonly wsHeads = new Map<number, StoredWsHead>()
+  readonly records = new Map<string, StagedRecord>()
+  /** Keyed by `viewRowKey(pk, cc)`. */
+  readonly views = new Map<string, StagedViewRow>()
+  readonly events: StagedEvent[] = []
+  readonly idempotent = new Map<string, { wsid: number; key: string; reply: IdempotentReply }>()
+
+  mergeFrom(child: Staging): void {
+    for (const [k, v] of child.wsHeads) this.wsHeads.set(k, v)
+    for (const [k, v] of child.records) {
+      const prev = this.records.get(k)
+      // A record created earlier in the batch stays "new" for the collection index.
+      this.records.set(k, prev?.isNew ? { ...v, isNew: true } : v)
+    }
+    for (const [k, v] of child.views) this.views.set(k, v)
+    for (const e of child.events) this.events.push(e)
+    for (const [k, v] of child.idempotent) this.idempotent.set(k, v)
+  }
+
+  get empty(): boolean {
+    return this.events.length === 0 && this.idempotent.size === 0
+  }
+
+  /** The storage batch: events, WLog refs, records, collection entries, views, heads. */
+  toBatchItems(partition: number, plogOffset: number, idempotencyTtlSeconds: number): BatchItem[] {
+    const items: BatchItem[] = []
+    for (const e of this.events) {
+      const p = plogKey(partition, e.plogOffset)
+      items.push({ pk: p.pk, cc: p.cc, value: encodeStored(e.event) })
+      const w = wlogKey(e.event.ws, e.event.wo)
+      items.push({ pk: w.pk, cc: w.cc, value: encodeStored([partition, e.plogOffset]) })
+    }
+    for (const r of this.records.values()) {
+      items.push({ pk: recordsPk(r.wsid), cc: recordCc(r.id), value: encodeStored(r.rec) })
+      if (r.isNew) items.push({ pk: collectionPk(r.wsid, r.rec.q), cc: recordCc(r.id), value: EMPTY })
+    }
+    for (const v of this.views.values()) items.push({ pk: v.pk, cc: v.cc, value: v.value })
+    for (const [wsid, h] of this.wsHeads) {
+      const k = wsHeadKey(wsid)
+      items.push({ pk: k.pk, cc: k.cc, value: encodeStored(h) })
+    }
+    for (const { wsid, key, reply } of this.idempotent.values()) {
+      const k = idempotencyKey(wsid, key)
+      items.push({ pk: k.pk, cc: k.cc, value: encodeStored(reply), ttlSeconds: idempotencyTtlSeconds })
+    }
+    const h = partitionHeadKey(partition)
+    items.push({ pk: h.pk, cc: h.cc, value: encodeStored({ po: plogOffset }) })
+    return items
+  }
+
+  committedRecords(): Map<string, StoredRecord> {
+    const out = new Map<string, StoredRecord>()
+    for (const [k, r] of this.records) out.set(k, r.rec)
+    return out
+  }
+}
+
+const EMPTY = new Uint8Array(0)
+
+export const stagedRecordKey = recordKey
+
+export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
+  return Buffer.from(pk).toString('hex') + '/' + Buffer.from(cc).toString('hex')
+}
+
+export const idempotentKey = (wsid: number, key: string): string => `${wsid}/${key}`

@@ -1,0 +1,31 @@
+// Entry point of a query worker in the piscina pool. Each worker opens the shared storage once
+// (read-only use) and imports every deployed app; a task is an encoded EngineRequest and its
+// result an encoded EngineReply.
+
+import { workerData } from 'node:worker_threads'
+import { loadApps } from '../../shared/app-loader.js'
+import { decodeRequest, encodeReply } from '../../shared/engine-messages.js'
+import { openStorageProvider } from '../../shared/storage/index.js'
+import type { IAppStorage } from '../../shared/storage/types.js'
+import type { StorageConfig } from '../../shared/storage/types.js'
+import { QueryProcessor } from './query-processor.js'
+
+export interface QueryWorkerData {
+  appUrls: string[]
+  storage: StorageConfig
+}
+
+const data = workerData as QueryWorkerData
+
+const ready: Promise<QueryProcessor> = (async () => {
+  const apps = await loadApps(data.appUrls)
+  const provider = await openStorageProvider(data.storage)
+  const storages = new Map<string, IAppStorage>()
+  for (const qname of apps.keys()) storages.set(qname, await provider.appStorage(qname))
+  return new QueryProcessor(apps, (app) => storages.get(app)!)
+})()
+
+export default async function runQuery(task: Uint8Array): Promise<Uint8Array> {
+  const processor = await ready
+  return encodeReply(await processor.run(decodeRequest(task)))
+}

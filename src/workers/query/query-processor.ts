@@ -1,0 +1,158 @@
+// The query processor: docs, cdocs, views and builtin queries, read-only against storage.
+// Runs in the piscina pool (shared storages) or, for the non-shared `mem` storage, inside the
+// partition worker that owns the workspace.
+
+import type { AppDef, ResolvedView } from '../../shared/appdef/types.js'
+import type { QueryState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import { validateFields } from '../../shared/appdef/validate.js'
+import { isWasmRef } from '../../shared/appdef/define.js'
+import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
+import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
+import { collectionPk, decodeStored, recordCc, recordsPk, toRecordRow, viewPk, type StoredRecord } from '../../shared/layout.js'
+import { renderError, renderObject, renderResults } from '../../shared/reply.js'
+import { prefixEnd, readU64be } from '../../shared/storage/keys.js'
+import type { IAppStorage } from '../../shared/storage/types.js'
+import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, viewRowKeys } from '../../shared/view-codec.js'
+import { readViewRange } from '../read-views.js'
+import { decodeBody } from '../decode-body.js'
+import { LIMIT_MAX, finishRows, parseConstraints, type Constraints } from './constraints.js'
+
+/** Why 100,000: a filter over more rows than this is a full scan that belongs in a view. */
+export const SCAN_ROWS_MAX = 100_000
+
+export type StorageOf = (app: string) => IAppStorage
+
+export class QueryProcessor {
+  constructor(readonly apps: ReadonlyMap<string, AppDef>, readonly storageOf: StorageOf) {}
+
+  async run(req: EngineRequest): Promise<EngineReply> {
+    try {
+      const app = this.apps.get(req.app)
+      if (app === undefined) throw new NotFoundError(`app ${req.app} is not deployed`)
+      const storage = this.storageOf(req.app)
+      const body = await this.dispatch(app, storage, req)
+      return { reqId: req.reqId, status: 200, body, retryAfterS: 0 }
+    } catch (err) {
+      const e = toVvmError(err)
+      return { reqId: req.reqId, status: e.status, body: renderError(req.format, e), retryAfterS: e.retryAfterS ?? 0 }
+    }
+  }
+
+  private async dispatch(app: AppDef, storage: IAppStorage, req: EngineRequest): Promise<Uint8Array> {
+    const state = new StorageReadState(app, storage, req.wsid)
+    switch (req.op) {
+      case Op.DOC_GET: {
+        if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        const row = await state.record(req.id)
+        if (row === undefined || row['sys.QName'] !== req.qname) throw new NotFoundError(`${req.qname} ${req.id} not found in workspace ${req.wsid}`, req.qname)
+        return renderObject(req.format, row)
+      }
+      case Op.CDOCS: {
+        if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        const c = parseConstraints(req.params)
+        return renderResults(req.format, await this.collection(storage, req.wsid, req.qname, c))
+      }
+      case Op.VIEW: {
+        const view = app.views.get(req.qname)
+        if (view === undefined) throw new NotFoundError(`view ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        const c = parseConstraints(req.params)
+        return renderResults(req.format, await this.viewRows(storage, view, req.wsid, c))
+      }
+      case Op.QUERY: {
+        const q = app.queries.get(req.qname)
+        if (q === undefined) throw new NotFoundError(`query ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        const c = parseConstraints(req.params)
+        const rawArgs = req.params?.args ?? decodeBody(req.body)
+        const args = validateFields(q.args, rawArgs, 'full', req.qname, 'args')
+        if (isWasmRef(q.exec)) throw new VvmError('INTERNAL', `query ${req.qname} is bound to WASM: this build runs builtin extensions only`, { qname: req.qname })
+        const rows: Row[] = []
+        for await (const r of toAsync(await q.exec(args, state))) {
+          if (typeof r !== 'object' || r === null) throw new VvmError('INTERNAL', `query ${req.qname} yielded a ${typeof r}, not an object`)
+          if (c.filter(r)) rows.push(r)
+          if (rows.length > SCAN_ROWS_MAX) throw new BadRequestError(`query ${req.qname} yields more than ${SCAN_ROWS_MAX} rows`, req.qname)
+        }
+        return renderResults(req.format, finishRows(rows, c))
+      }
+      default:
+        throw new BadRequestError(`operation ${req.op} is not a read`)
+    }
+  }
+
+  private async collection(storage: IAppStorage, wsid: number, table: string, c: Constraints): Promise<Row[]> {
+    const needsAll = Object.keys(c.where).length > 0 || c.order.length > 0
+    // Without filter or order only the page itself is read.
+    const idsMax = needsAll ? SCAN_ROWS_MAX + 1 : c.skip + c.limit
+    const ccs: Uint8Array[] = []
+    for await (const r of storage.read(collectionPk(wsid, table), { limit: idsMax })) ccs.push(r.cc)
+    if (ccs.length > SCAN_ROWS_MAX) throw new BadRequestError(`collection ${table} has more than ${SCAN_ROWS_MAX} records: filter it through a view`, table)
+    const page = needsAll ? ccs : ccs.slice(c.skip)
+    const values = await storage.getBatch(recordsPk(wsid), page)
+    const rows: Row[] = []
+    values.forEach((v, i) => {
+      if (v === undefined) return
+      const row = toRecordRow(readU64be(page[i]!), decodeStored<StoredRecord>(v))
+      if (c.filter(row)) rows.push(row)
+    })
+    return finishRows(rows, needsAll ? c : { ...c, skip: 0 })
+  }
+
+  private async viewRows(storage: IAppStorage, view: ResolvedView, wsid: number, c: Constraints): Promise<Row[]> {
+    const eq: Row = {}
+    for (const [field, ops] of Object.entries(c.where)) if ('$eq' in ops) eq[field] = ops.$eq
+    for (const f of view.pk) {
+      if (eq[f.name] === undefined) throw new BadRequestError(`view ${view.qname}: where must give every partition key field with a value; missing '${f.name}'`, view.qname)
+    }
+    const pk = viewPk(wsid, view.qname, encodePkTuple(view, eq))
+    // Leading clustering columns given by equality narrow the range to their prefix.
+    const n = ccPrefixLength(view, eq)
+    const prefix = n > 0 ? encodeCcTuple(view, eq, n) : undefined
+    const to = prefix === undefined ? undefined : prefixEnd(prefix)
+    const rows: Row[] = []
+    let scanned = 0
+    for await (const r of readViewRange(storage, pk, prefix, to, SCAN_ROWS_MAX + 1, false)) {
+      if (++scanned > SCAN_ROWS_MAX) throw new BadRequestError(`view ${view.qname}: more than ${SCAN_ROWS_MAX} rows match the key; narrow the where`, view.qname)
+      const row = decodeViewRow(view, eq, r.cc, r.value)
+      if (c.filter(row)) rows.push(row)
+      if (c.order.length === 0 && rows.length >= c.skip + c.limit) break
+    }
+    return finishRows(rows, c)
+  }
+}
+
+/** QueryState over committed storage. */
+export class StorageReadState implements QueryState {
+  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number) {}
+
+  async record(id: number): Promise<RecordRow | undefined> {
+    if (!Number.isSafeInteger(id) || id <= 0) return undefined
+    const bytes = await this.storage.get(recordsPk(this.wsid), recordCc(id))
+    return bytes === undefined ? undefined : toRecordRow(id, decodeStored<StoredRecord>(bytes))
+  }
+
+  async viewGet(view: string, key: Row): Promise<Row | undefined> {
+    const v = this.view(view)
+    const { pk, cc } = viewRowKeys(v, this.wsid, key)
+    const bytes = await this.storage.get(pk, cc)
+    return bytes === undefined ? undefined : decodeViewRow(v, key, cc, bytes)
+  }
+
+  async *viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
+    const v = this.view(view)
+    const pk = viewPk(this.wsid, v.qname, encodePkTuple(v, pkRow))
+    const from = range.from ? encodeCcTuple(v, range.from, ccPrefixLength(v, range.from)) : undefined
+    const to = range.to ? encodeCcTuple(v, range.to, ccPrefixLength(v, range.to)) : undefined
+    const limit = Math.min(range.limit ?? LIMIT_MAX, SCAN_ROWS_MAX)
+    for await (const r of readViewRange(this.storage, pk, from, to, limit, range.reverse === true)) yield decodeViewRow(v, pkRow, r.cc, r.value)
+  }
+
+  private view(qname: string): ResolvedView {
+    const v = this.app.views.get(qname)
+    if (v === undefined) throw new NotFoundError(`view ${qname} is not defined in app ${this.app.qname}`, qname)
+    return v
+  }
+}
+
+
+async function* toAsync<T>(it: Iterable<T> | AsyncIterable<T>): AsyncIterable<T> {
+  yield* it
+}

@@ -86,16 +86,22 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const flags = parseFlags(argv)
   const raw: Record<string, unknown> = {}
   const file = flags.get('config')?.at(-1) ?? env.VVM_CONFIG
-  if (file !== undefined) Object.assign(raw, readConfigFile(file))
+  if (file !== undefined) {
+    for (const [key, value] of Object.entries(readConfigFile(file))) {
+      const o = OPTIONS.find((x) => x.key === key)
+      if (o === undefined) throw new ConfigError(`config file ${file}: unknown field '${key}'`)
+      raw[key] = check(o, value, `config file ${file}: field '${key}'`)
+    }
+  }
   for (const o of OPTIONS) {
     const v = env[envName(o)]
-    if (v !== undefined && v !== '') raw[o.key] = fromText(o, [v], `environment ${envName(o)}`)
+    if (v !== undefined && v !== '') raw[o.key] = check(o, fromText(o, [v], `environment ${envName(o)}`), `environment ${envName(o)}`)
   }
   for (const [flag, values] of flags) {
     if (flag === 'config') continue
     const o = OPTIONS.find((x) => x.flag === flag)
     if (o === undefined) throw new ConfigError(`unknown option --${flag} (see vvm --help)`)
-    raw[o.key] = fromText(o, values, `--${flag}`)
+    raw[o.key] = check(o, fromText(o, values, `--${flag}`), `--${flag}`)
   }
   return validateConfig(raw)
 }

@@ -105,7 +105,10 @@ export class CassandraStorageProvider implements IStorageProvider {
       storage = this.openApp(appQName)
       this.apps.set(appQName, storage)
       // A failed schema step is retried by the next call instead of being cached forever.
-      storage.catch(() => this.apps.delete(appQName))
+      const pending = storage
+      pending.catch(() => {
+        if (this.apps.get(appQName) === pending) this.apps.delete(appQName)
+      })
     }
     return storage
   }
@@ -348,10 +351,12 @@ class CassandraAppStorage implements IAppStorage {
   private storageError(op: string, err: unknown): StorageError {
     if (this.isClosed()) return new StorageError(`cassandra ${op} on ${this.keyspace}: provider is closed`, err)
     let message = messageOf(err)
-    const writeType = (err as { writeType?: unknown }).writeType
-    if (err instanceof errors.ResponseError && err.code === types.responseErrorCodes.writeTimeout && (writeType === 'CAS' || writeType === 'SIMPLE' || writeType === 'BATCH')) {
+    if (err instanceof errors.ResponseError && err.code === types.responseErrorCodes.writeTimeout) {
       // A write timeout is not a failure: the write may still be applied.
-      message += ' (outcome unknown: the write may or may not have been applied)'
+      const writeType = (err as { writeType?: unknown }).writeType
+      message += writeType === 'BATCH'
+        ? ' (the batch is in the batchlog: it will be applied in full)'
+        : ' (outcome unknown: the write may or may not have been applied)'
     } else if (err instanceof errors.OperationTimedOutError) {
       message += ' (no answer within the client timeout; a write may or may not have been applied)'
     }

@@ -7,6 +7,7 @@ import type { StorageKind } from '../shared/storage/types.js'
 
 export interface VvmConfig {
   port: number
+  metricsPort: number
   host: string
   dataDir: string
   storage: StorageKind
@@ -46,6 +47,7 @@ const MiB = 1024 * 1024
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', flag: 'port', kind: 'int', default: 8822, min: 0, max: 65535, help: 'HTTP and WebSocket port (0 picks a free one)' },
+  { key: 'metricsPort', flag: 'metrics-port', kind: 'int', default: 8000, min: 0, max: 65535, help: 'Prometheus /metrics port (0 picks a free one)' },
   { key: 'host', flag: 'host', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
   { key: 'dataDir', flag: 'data-dir', kind: 'string', default: './data', help: 'data directory (level storage)' },
   { key: 'storage', flag: 'storage', kind: 'enum', default: 'level', values: ['mem', 'level', 'cassandra'], help: 'storage backend: level (embedded LevelDB), mem (tests; not durable), cassandra' },

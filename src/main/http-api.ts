@@ -12,6 +12,7 @@ import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../shared/
 import { renderError } from '../shared/reply.js'
 import type { ReplySink } from './partitions.js'
 import type { Dispatcher } from './dispatcher.js'
+import type { ServerMetrics } from './metrics.js'
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
@@ -26,14 +27,26 @@ const QNAME_RE = /^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/
 /** One HTTP response waiting for its reply; never written after the client went away. */
 class HttpSink implements ReplySink {
   aborted = false
-  constructor(private readonly res: HttpResponse) {
+  constructor(private readonly res: HttpResponse, private readonly route: string, private readonly startedMs: number, private readonly metrics: ServerMetrics) {
     res.onAborted(() => { this.aborted = true })
   }
 
   reply(status: number, body: Uint8Array, retryAfterS: number): void {
+    this.metrics.recordReply(this.route, status, this.startedMs)
+    if (status >= 400) this.metrics.errors.inc({ code: errorCodeOf(body) })
     if (this.aborted) return
     this.aborted = true
     writeReply(this.res, status, body, retryAfterS)
+  }
+}
+
+/** The `code` of an error body (JSON v2 or v1); read only on the error path. */
+function errorCodeOf(body: Uint8Array): string {
+  try {
+    const v = JSON.parse(Buffer.from(body).toString('utf8')) as { code?: unknown; 'sys.Error'?: unknown }
+    return typeof v.code === 'string' ? v.code : v['sys.Error'] !== undefined ? 'V1_ERROR' : 'UNKNOWN'
+  } catch {
+    return 'UNKNOWN'
   }
 }
 
@@ -46,8 +59,12 @@ function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAf
   })
 }
 
-function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, allow?: string, closeConnection = false): void {
+function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, allow?: string, closeConnection = false, metrics?: ServerMetrics, route = 'other', startedMs = performance.now()): void {
   const e = toVvmError(err)
+  if (metrics !== undefined) {
+    metrics.recordReply(route, e.status, startedMs)
+    metrics.errors.inc({ code: e.code })
+  }
   if (closeConnection) {
     res.cork(() => {
       res.writeStatus(statusLine(e.status)).writeHeader('content-type', 'application/json')
@@ -85,35 +102,40 @@ export interface HttpApiOptions {
   dispatcher: Dispatcher
   bodyBytesMax: number
   idempotencyKeyBytesMax: number
-  /** False while starting or shutting down: /healthz answers 503 and requests get 503. */
+  /** False while starting or shutting down: /readyz answers 503 and requests get 503. */
   serving: () => boolean
+  metrics: ServerMetrics
 }
 
 export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
-  app.get('/healthz', (res) => {
+  // Alive: the process answers. Ready: it serves requests (started, not stopping).
+  app.get('/healthz', (res) => writeReply(res, 200, new TextEncoder().encode('{"status":"ok"}'), 0))
+  app.get('/readyz', (res) => {
     const ok = o.serving()
-    writeReply(res, ok ? 200 : 503, new TextEncoder().encode(JSON.stringify({ status: ok ? 'ok' : 'unavailable' })), ok ? 0 : 1)
+    writeReply(res, ok ? 200 : 503, new TextEncoder().encode(JSON.stringify({ status: ok ? 'ready' : 'unavailable' })), ok ? 0 : 1)
   })
 
   const v2 = '/api/v2/apps/:owner/:app/workspaces/:wsid'
   for (const [path, routes] of Object.entries(V2_ROUTES)) {
     const pattern = path === 'docs/id' ? `${v2}/docs/:qname/:id` : `${v2}/${path}/:qname`
-    app.any(pattern, (res, req) => handleV2(res, req, routes, o))
+    const route = `v2/${path}`
+    app.any(pattern, (res, req) => handleV2(res, req, routes, o, route))
   }
   app.any('/api/:owner/:app/:wsid/:func', (res, req) => handleV1(res, req, o))
   app.any('/*', (res, req) => {
     const v1 = req.getUrl().startsWith('/api/') && !req.getUrl().startsWith('/api/v2/')
-    writeError(res, v1 ? ReplyFormat.JSON_V1 : ReplyFormat.JSON_V2, new NotFoundError(`no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`))
+    writeError(res, v1 ? ReplyFormat.JSON_V1 : ReplyFormat.JSON_V2, new NotFoundError(`no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`), undefined, false, o.metrics)
   })
 }
 
-function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[], o: HttpApiOptions): void {
+function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[], o: HttpApiOptions, routeName: string): void {
+  const startedMs = performance.now()
   const format = ReplyFormat.JSON_V2
   const method = req.getMethod()
   const route = routes.find((r) => r.method === method)
   if (route === undefined) {
     const allow = routes.map((r) => r.method.toUpperCase()).join(', ')
-    writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', `${method.toUpperCase()} is not allowed here (allowed: ${allow})`), allow)
+    writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', `${method.toUpperCase()} is not allowed here (allowed: ${allow})`), allow, false, o.metrics, routeName, startedMs)
     return
   }
   try {
@@ -127,20 +149,22 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
     const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
     o.dispatcher.checkRate(request, address)
-    if (route.hasBody) readBody(res, req, o, format, (body) => submit(res, o, request, body, format))
-    else submit(res, o, request, undefined, format)
+    const ctx = { route: routeName, startedMs }
+    if (route.hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
+    else submit(res, o, request, undefined, format, ctx)
   } catch (err) {
-    writeError(res, format, err)
+    writeError(res, format, err, undefined, false, o.metrics, routeName, startedMs)
   }
 }
 
 function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void {
   const format = ReplyFormat.JSON_V1
+  const ctx = { route: 'v1/commands', startedMs: performance.now() }
   try {
     const func = req.getParameter(3)!
     if (!func.startsWith('c.')) throw new NotFoundError(`v1 function '${func}' is not served: v1 supports commands (c.pkg.Name); use /api/v2 for queries`)
     if (req.getMethod() !== 'post') {
-      writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', 'v1 commands are POST'), 'POST')
+      writeError(res, format, new VvmError('METHOD_NOT_ALLOWED', 'v1 commands are POST'), 'POST', false, o.metrics, ctx.route, ctx.startedMs)
       return
     }
     const appQName = `${req.getParameter(0)}/${req.getParameter(1)}`
@@ -148,9 +172,9 @@ function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void 
     request.idempotencyKey = idempotencyHeader(req, o)
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
     o.dispatcher.checkRate(request, Buffer.from(res.getRemoteAddressAsText()).toString())
-    readBody(res, req, o, format, (body) => submit(res, o, request, body, format))
+    readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
   } catch (err) {
-    writeError(res, format, err)
+    writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
   }
 }
 
@@ -165,23 +189,28 @@ function baseRequest(
   return { reqId: 0, op, format, app, wsid, qname, id, idempotencyKey: null, body: undefined, params }
 }
 
-function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode): void {
+interface RouteContext {
+  route: string
+  startedMs: number
+}
+
+function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode, ctx: RouteContext): void {
   request.body = body
-  const sink = new HttpSink(res)
+  const sink = new HttpSink(res, ctx.route, ctx.startedMs, o.metrics)
   try {
     o.dispatcher.submit(request, sink)
   } catch (err) {
     if (sink.aborted) return
     sink.aborted = true
-    writeError(res, format, err)
+    writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
   }
 }
 
 /** Collects the body up to `bodyBytesMax`; past it answers 413 and closes the connection. */
-function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format: ReplyFormatCode, done: (body: Uint8Array) => void): void {
+function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format: ReplyFormatCode, ctx: RouteContext, done: (body: Uint8Array) => void): void {
   const declared = Number(req.getHeader('content-length') || '0')
   if (declared > o.bodyBytesMax) {
-    writeError(res, format, new VvmError('TOO_LARGE', `the body of ${declared} bytes exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true)
+    writeError(res, format, new VvmError('TOO_LARGE', `the body of ${declared} bytes exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true, o.metrics, ctx.route, ctx.startedMs)
     return
   }
   let chunks: Buffer[] = []
@@ -194,7 +223,7 @@ function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format
     if (total > o.bodyBytesMax) {
       failed = true
       chunks = []
-      writeError(res, format, new VvmError('TOO_LARGE', `the body exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true)
+      writeError(res, format, new VvmError('TOO_LARGE', `the body exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true, o.metrics, ctx.route, ctx.startedMs)
       return
     }
     // The chunk's memory is reused by uWS after this call: copy it.

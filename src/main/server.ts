@@ -18,6 +18,7 @@ import { registerHttpApi } from './http-api.js'
 import { PartitionSet } from './partitions.js'
 import { QueryPool } from './query-pool.js'
 import { RateLimiter } from './rate-limiter.js'
+import { ServerMetrics } from './metrics.js'
 
 const SHIPPED_APPS: Record<string, string> = {
   'demo/bank': new URL('../../demo/bank/index.js', import.meta.url).href,
@@ -25,6 +26,8 @@ const SHIPPED_APPS: Record<string, string> = {
 
 export interface VvmServer {
   readonly port: number
+  readonly metricsPort: number
+  readonly metrics: ServerMetrics
   readonly apps: ReadonlyMap<string, AppDef>
   readonly partitions: PartitionSet
   readonly queries: QueryPool | undefined
@@ -81,15 +84,27 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, log: logFn })
       : undefined
     const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax))
+    const metrics = new ServerMetrics()
+    registerEngineGauges(metrics, partitions, queries)
     const app = uws.App()
     registerHttpApi(app, {
-      apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving,
+      apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving, metrics,
     })
+    const metricsApp = uws.App()
+    metricsApp.get('/metrics', (res) => {
+      const text = metrics.registry.render()
+      res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4').end(text))
+    })
+    metricsApp.any('/*', (res) => { res.cork(() => res.writeStatus('404 Not Found').end('only /metrics here\n')) })
     const listenSocket = await new Promise<uws.us_listen_socket>((ok, fail) => {
       app.listen(config.host, config.port, (s) => (s ? ok(s) : fail(new Error(`cannot listen on ${config.host}:${config.port}`))))
     })
+    const metricsSocket = await new Promise<uws.us_listen_socket>((ok, fail) => {
+      metricsApp.listen(config.host, config.metricsPort, (s) => (s ? ok(s) : fail(new Error(`cannot listen for metrics on ${config.host}:${config.metricsPort}`))))
+    }).catch((err: unknown) => { uws.us_listen_socket_close(listenSocket); app.close(); throw err })
     serving = true
     const port = uws.us_socket_local_port(listenSocket)
+    const metricsPort = uws.us_socket_local_port(metricsSocket)
     const parts = partitions
     const pool = queries
     let closing: Promise<void> | undefined
@@ -99,15 +114,36 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       await parts.stop()
       await pool?.close()
       app.close()
+      uws.us_listen_socket_close(metricsSocket)
+      metricsApp.close()
       await provider.close()
     }
-    log.info({ port, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
-    return { port, apps, partitions: parts, queries: pool, log, close: () => (closing ??= close()) }
+    log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
+    return { port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, close: () => (closing ??= close()) }
   } catch (err) {
     await partitions?.stop()
     await queries?.close()
     await provider.close()
     throw err
+  }
+}
+
+/** Figures sampled from the partition workers' stats slots and the query pool at scrape time. */
+function registerEngineGauges(m: ServerMetrics, partitions: PartitionSet, queries: QueryPool | undefined): void {
+  const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
+    partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
+  m.registry.gauge('vvm_partition_inflight', 'requests handed to the partition and not yet answered', per((s) => s.pending))
+  m.registry.gauge('vvm_partition_ring_bytes_used', 'bytes waiting in the request ring', per((s) => s.ringBytesUsed))
+  m.registry.gauge('vvm_partition_batches_total', 'batches processed (group commits or read batches)', per((s) => s.batches), 'counter')
+  m.registry.gauge('vvm_partition_commands_total', 'commands processed', per((s) => s.commands), 'counter')
+  m.registry.gauge('vvm_partition_commands_committed_total', 'commands acknowledged after a durable commit', per((s) => s.committed), 'counter')
+  m.registry.gauge('vvm_partition_commit_seconds_total', 'time spent in group commits', per((s) => s.commitMsTotal / 1000), 'counter')
+  m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
+  m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
+  if (queries !== undefined) {
+    m.registry.gauge('vvm_query_queue_size', 'queries waiting for a query processor', () => [{ labels: {}, value: queries.stats.queueSize }])
+    m.registry.gauge('vvm_query_completed_total', 'queries completed', () => [{ labels: {}, value: queries.stats.completed }], 'counter')
+    m.registry.gauge('vvm_query_run_seconds_p99', 'p99 query run time in the pool', () => [{ labels: {}, value: queries.stats.runTimeP99Ms / 1000 }])
   }
 }
 

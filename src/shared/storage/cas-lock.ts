@@ -61,9 +61,23 @@ export class StripedCasLock {
     while (Atomics.compareExchange(this.slots, stripe, FREE, HELD) !== FREE) {
       const leftMs = deadlineMs - Date.now()
       if (leftMs <= 0) throw new BusyError(`storage: compare-and-set lock stripe ${stripe} held for over ${this.waitMsMax} ms`)
-      const result = waitAsync(this.slots, stripe, HELD, Math.min(leftMs, WAIT_SLICE_MS))
-      if (result.async) await result.value
+      const sliceMs = Math.min(leftMs, WAIT_SLICE_MS)
+      const result = waitAsync(this.slots, stripe, HELD, sliceMs)
+      if (result.async) await withKeepAlive(result.value, sliceMs)
     }
+  }
+}
+
+/**
+ * A pending `Atomics.waitAsync` does not keep Node's event loop alive: a thread with nothing
+ * else to do would exit in the middle of the wait. A ref'd timer of the same length holds it.
+ */
+async function withKeepAlive(wait: Promise<unknown>, sliceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([wait, new Promise<void>((resolve) => { timer = setTimeout(resolve, sliceMs) })])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { VvmError } from '../src/shared/errors.js'
+import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
+import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
+
+// Deterministic pseudo-random values (mulberry32), so a failure reproduces.
+function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
+const sign = (n: number): number => (n < 0 ? -1 : n > 0 ? 1 : 0)
+
+/** Code point order, which is UTF-8 byte order (JS `<` compares UTF-16 units instead). */
+function compareStrings(a: string, b: string): number {
+  const ca = Array.from(a, (c) => c.codePointAt(0)!)
+  const cb = Array.from(b, (c) => c.codePointAt(0)!)
+  for (let i = 0; i < Math.min(ca.length, cb.length); i++) if (ca[i] !== cb[i]) return ca[i]! - cb[i]!
+  return ca.length - cb.length
+}
+
+function comparePart(a: KeyPart, b: KeyPart): number {
+  switch (a.type) {
+    case 'int': { const x = BigInt(a.value), y = BigInt(b.value as number | bigint); return x < y ? -1 : x > y ? 1 : 0 }
+    case 'float': return sign(a.value - (b.value as number))
+    case 'bool': return Number(a.value) - Number(b.value as boolean)
+    case 'string': return compareStrings(a.value, b.value as string)
+    case 'bytes': return compareBytes(a.value, b.value as Uint8Array)
+  }
+}
+
+function compareTuples(a: readonly KeyPart[], b: readonly KeyPart[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const c = comparePart(a[i]!, b[i]!)
+    if (c !== 0) return sign(c)
+  }
+  return 0
+}
+
+const TUPLE_TYPES: readonly KeyPartType[] = ['string', 'int', 'bytes', 'float', 'bool']
+
+function randomString(next: () => number): string {
+  const alphabet = ['\u0000', 'a', 'b', '\u007f', '\u00e9', '\uffff', '\u{1f600}', '\u{10ffff}', '\ue000']
+  let out = ''
+  const length = Math.floor(next() * 4)
+  for (let i = 0; i < length; i++) out += alphabet[Math.floor(next() * alphabet.length)]
+  return out
+}
+
+function randomTuple(next: () => number): KeyPart[] {
+  const ints = [0, 1, -1, 255, 256, -256, 2 ** 32, -(2 ** 32), Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER]
+  const floats = [0, 1.5, -1.5, 1e-300, -1e-300, 1e300, -1e300, Infinity, -Infinity, 2 ** 53]
+  return [
+    { type: 'string', value: randomString(next) },
+    { type: 'int', value: next() < 0.5 ? ints[Math.floor(next() * ints.length)]! : Math.round((next() - 0.5) * 2e6) },
+    { type: 'bytes', value: Uint8Array.from({ length: Math.floor(next() * 3) }, () => [0, 1, 0xfe, 0xff][Math.floor(next() * 4)]!) },
+    { type: 'float', value: next() < 0.5 ? floats[Math.floor(next() * floats.length)]! : (next() - 0.5) * 1e6 },
+    { type: 'bool', value: next() < 0.5 },
+  ]
+}
+
+describe('storage keys: fixed-width helpers', () => {
+  it('u16be and u64be are big-endian and reject out-of-range input', () => {
+    assert.equal(hex(u16be(0x1234)), '1234')
+    assert.equal(hex(u64be(0)), '0000000000000000')
+    assert.equal(hex(u64be(2 ** 32 + 5)), '0000000100000005')
+    assert.equal(hex(u64be(Number.MAX_SAFE_INTEGER)), '001fffffffffffff')
+    assert.equal(readU64be(u64be(Number.MAX_SAFE_INTEGER)), Number.MAX_SAFE_INTEGER)
+    assert.throws(() => u16be(65536), VvmError)
+    assert.throws(() => u64be(-1), VvmError)
+    assert.throws(() => u64be(1.5), VvmError)
+    assert.throws(() => u64be(2 ** 53), VvmError)
+  })
+  it('u64be order equals numeric order', () => {
+    const next = rng(1)
+    const values = Array.from({ length: 500 }, () => Math.floor(next() * Number.MAX_SAFE_INTEGER))
+    const byBytes = [...values].sort((x, y) => compareBytes(u64be(x), u64be(y)))
+    assert.deepEqual(byBytes, [...values].sort((x, y) => x - y))
+  })
+  it('concatBytes and compareBytes', () => {
+    assert.equal(hex(concatBytes(new Uint8Array([1]), new Uint8Array(0), new Uint8Array([2, 3]))), '010203')
+    assert.ok(compareBytes(new Uint8Array([1]), new Uint8Array([1, 0])) < 0)
+    assert.ok(compareBytes(new Uint8Array([0x80]), new Uint8Array([0x7f, 0xff])) > 0)
+    assert.equal(compareBytes(new Uint8Array([5, 6]), new Uint8Array([5, 6])), 0)
+  })
+  it('prefixEnd bounds exactly the strings with the prefix', () => {
+    assert.equal(hex(prefixEnd(new Uint8Array([1, 2]))!), '0103')
+    assert.equal(hex(prefixEnd(new Uint8Array([1, 0xff, 0xff]))!), '02')
+    assert.equal(prefixEnd(new Uint8Array([0xff, 0xff])), undefined)
+    assert.equal(prefixEnd(new Uint8Array(0)), undefined)
+    const prefix = new Uint8Array([7, 0xff])
+    const end = prefixEnd(prefix)!
+    assert.ok(compareBytes(concatBytes(prefix, new Uint8Array([0xff, 0xff, 0xff])), end) < 0)
+    assert.ok(compareBytes(new Uint8Array([8]), end) >= 0)
+  })
+})
+
+describe('storage keys: tuple encoding', () => {
+  it('round-trips every type, including edge values', () => {
+    const tuple: KeyPart[] = [
+      { type: 'int', value: Number.MIN_SAFE_INTEGER },
+      { type: 'int', value: -(2n ** 63n) },
+      { type: 'int', value: 2n ** 63n - 1n },
+      { type: 'float', value: -0 },
+      { type: 'float', value: Number.NaN },
+      { type: 'float', value: -Infinity },
+      { type: 'bool', value: true },
+      { type: 'string', value: 'a\u0000b\u{1f600}' },
+      { type: 'string', value: '' },
+      { type: 'bytes', value: new Uint8Array([0, 0xff, 0, 1]) },
+    ]
+    const decoded = decodeKeyTuple(encodeKeyTuple(tuple), tuple.map((p) => p.type))
+    assert.equal(decoded[0]!.value, Number.MIN_SAFE_INTEGER)
+    assert.equal(decoded[1]!.value, -(2n ** 63n))
+    assert.equal(decoded[2]!.value, 2n ** 63n - 1n)
+    assert.ok(Object.is(decoded[3]!.value, -0))
+    assert.ok(Number.isNaN(decoded[4]!.value))
+    assert.equal(decoded[5]!.value, -Infinity)
+    assert.equal(decoded[6]!.value, true)
+    assert.equal(decoded[7]!.value, 'a\u0000b\u{1f600}')
+    assert.equal(decoded[8]!.value, '')
+    assert.equal(hex(decoded[9]!.value as Uint8Array), '00ff0001')
+  })
+  it('ints encode the same from number and bigint; strings escape 0x00 and end with 0x00 0x01', () => {
+    assert.equal(hex(encodeKeyTuple([{ type: 'int', value: -1 }])), hex(encodeKeyTuple([{ type: 'int', value: -1n }])))
+    assert.equal(hex(encodeKeyTuple([{ type: 'int', value: 0 }])), '8000000000000000')
+    assert.equal(hex(encodeKeyTuple([{ type: 'string', value: 'a\u0000' }])), '6100ff0001')
+  })
+  it('byte order equals value order on random tuples', () => {
+    const next = rng(42)
+    const tuples = Array.from({ length: 2000 }, () => randomTuple(next))
+    const encoded = tuples.map(encodeKeyTuple)
+    for (let i = 0; i < 4000; i++) {
+      const x = Math.floor(next() * tuples.length)
+      const y = Math.floor(next() * tuples.length)
+      assert.equal(sign(compareBytes(encoded[x]!, encoded[y]!)), compareTuples(tuples[x]!, tuples[y]!), `tuples ${x} and ${y}`)
+    }
+    for (let i = 0; i < tuples.length; i++) {
+      const decoded = decodeKeyTuple(encoded[i]!, TUPLE_TYPES)
+      assert.equal(compareTuples(decoded as KeyPart[], tuples[i]!), 0, `round trip ${i}`)
+    }
+  })
+  it('a shorter string sorts before a longer one it prefixes, whatever follows', () => {
+    const short = encodeKeyTuple([{ type: 'string', value: 'ab' }, { type: 'int', value: Number.MAX_SAFE_INTEGER }])
+    const long = encodeKeyTuple([{ type: 'string', value: 'ab\u0000' }, { type: 'int', value: Number.MIN_SAFE_INTEGER }])
+    assert.ok(compareBytes(short, long) < 0)
+  })
+  it('rejects bad input and corrupt bytes with coded errors', () => {
+    assert.throws(() => encodeKeyTuple([{ type: 'int', value: 1.5 }]), VvmError)
+    assert.throws(() => encodeKeyTuple([{ type: 'int', value: 2n ** 63n }]), VvmError)
+    assert.throws(() => encodeKeyTuple([{ type: 'string', value: 'x\ud800' }]), VvmError)
+    assert.throws(() => decodeKeyTuple(new Uint8Array([0x61]), ['string']), VvmError)
+    assert.throws(() => decodeKeyTuple(new Uint8Array([0x61, 0, 7]), ['string']), VvmError)
+    assert.throws(() => decodeKeyTuple(new Uint8Array([2]), ['bool']), VvmError)
+    assert.throws(() => decodeKeyTuple(new Uint8Array([1, 0]), ['bool']), VvmError)
+    assert.throws(() => decodeKeyTuple(new Uint8Array(7), ['int']), VvmError)
+  })
+})

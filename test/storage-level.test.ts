@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { Worker } from 'node:worker_threads'
+import { StorageError } from '../src/shared/errors.js'
+import { createCasLockBuffer, openStorageProvider } from '../src/shared/storage/index.js'
+import { u64be } from '../src/shared/storage/keys.js'
+import { LevelStorageProvider } from '../src/shared/storage/level.js'
+import { runStorageTck } from '../src/shared/storage/tck.js'
+
+const LEVEL_URL = new URL('../src/shared/storage/level.js', import.meta.url).href
+const CHILD_TIMEOUT_MS = 20_000
+
+const tempDirs: string[] = []
+async function newDataDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'vvm-storage-level-'))
+  tempDirs.push(dir)
+  return dir
+}
+after(async () => {
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true })
+})
+
+runStorageTck('level', async () => LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() }))
+
+/** Runs an ES module snippet in a child node process; resolves with its stdout and exit code. */
+function runChild(code: string, args: readonly string[], onLine?: (line: string, kill: () => void) => void): Promise<{ stdout: string; stderr: string; exitCode: number | null; signal: string | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let pending = ''
+    const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS)
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      pending += chunk
+      let newline: number
+      while ((newline = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, newline)
+        pending = pending.slice(newline + 1)
+        onLine?.(line, () => child.kill('SIGKILL'))
+      }
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+    child.on('error', reject)
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer)
+      resolve({ stdout, stderr, exitCode, signal })
+    })
+  })
+}
+
+describe('storage level: process and thread behaviour', () => {
+  let dataDir: string
+  before(async () => { dataDir = await newDataDir() })
+
+  it('openStorageProvider opens level; data survives close and reopen', async () => {
+    const pk = new Uint8Array([1, 2, 3])
+    const p1 = await openStorageProvider({ kind: 'level', dataDir })
+    assert.equal(p1.kind, 'level')
+    assert.equal(p1.sharedAcrossThreads, true)
+    await (await p1.appStorage('persist/app')).putBatch([{ pk, cc: u64be(1), value: u64be(11) }, { pk, cc: u64be(2), value: u64be(22), ttlSeconds: 600 }])
+    await p1.close()
+    const p2 = await openStorageProvider({ kind: 'level', dataDir })
+    const s2 = await p2.appStorage('persist/app')
+    assert.deepEqual((await s2.getBatch(pk, [u64be(1), u64be(2)])).map((v) => Buffer.from(v!).toString('hex')), [u64be(11), u64be(22)].map((v) => Buffer.from(v).toString('hex')))
+    assert.ok(((await s2.ttlGet(pk, u64be(2)))?.expiresAtMs ?? 0) > Date.now() + 500_000)
+    await p2.close()
+  })
+
+  it('rejects a missing dataDir, naming the field', async () => {
+    await assert.rejects(openStorageProvider({ kind: 'level' }), /dataDir/)
+  })
+
+  it('a second process gets a clear "in use by another process" error', async () => {
+    const provider = await LevelStorageProvider.open({ kind: 'level', dataDir })
+    try {
+      const code = `
+        const { LevelStorageProvider } = await import(process.argv[1])
+        try {
+          const p = await LevelStorageProvider.open({ kind: 'level', dataDir: process.argv[2] })
+          await p.close()
+          console.log(JSON.stringify({ opened: true }))
+        } catch (err) {
+          console.log(JSON.stringify({ opened: false, name: err.name, code: err.code, message: err.message }))
+        }`
+      const result = await runChild(code, [LEVEL_URL, dataDir])
+      assert.equal(result.exitCode, 0, result.stderr)
+      const answer = JSON.parse(result.stdout.trim()) as { opened: boolean; name?: string; message?: string }
+      assert.equal(answer.opened, false)
+      assert.equal(answer.name, 'VvmError')
+      assert.match(answer.message ?? '', /in use by another process/)
+    } finally {
+      await provider.close()
+    }
+  })
+
+  it('an open error in this process is a StorageError with the cause', async () => {
+    // A regular file where the database directory should be: LevelDB cannot create it.
+    const dir = await newDataDir()
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(join(dir, 'level'), 'not a directory')
+    await assert.rejects(LevelStorageProvider.open({ kind: 'level', dataDir: dir }), (err: unknown) => {
+      assert.ok(err instanceof StorageError)
+      assert.match(err.message, /cannot open/)
+      return true
+    })
+  })
+
+  it('acknowledged writes survive kill -9', async () => {
+    const dir = await newDataDir()
+    const code = `
+      const { LevelStorageProvider } = await import(process.argv[1])
+      const p = await LevelStorageProvider.open({ kind: 'level', dataDir: process.argv[2] })
+      const s = await p.appStorage('durable/app')
+      const pk = new Uint8Array([7])
+      for (let i = 0; ; i++) {
+        const cc = new Uint8Array(8); new DataView(cc.buffer).setUint32(4, i)
+        await s.putBatch([{ pk, cc, value: cc }, { pk: new Uint8Array([8]), cc, value: cc }])
+        process.stdout.write(i + '\\n')
+      }`
+    let acked = -1
+    const result = await runChild(code, [LEVEL_URL, dir], (line, kill) => {
+      acked = Number(line)
+      if (acked >= 30) kill()
+    })
+    assert.equal(result.signal, 'SIGKILL', result.stderr)
+    assert.ok(acked >= 30)
+    const provider = await LevelStorageProvider.open({ kind: 'level', dataDir: dir })
+    const s = await provider.appStorage('durable/app')
+    for (let i = 0; i <= acked; i++) {
+      assert.notEqual(await s.get(new Uint8Array([7]), u64be(i)), undefined, `row ${i}`)
+      assert.notEqual(await s.get(new Uint8Array([8]), u64be(i)), undefined, `row ${i} of the second pk`)
+    }
+    await provider.close()
+  })
+
+  it('two worker threads share one database; CAS with a shared lock loses no increment', async () => {
+    const INCREMENTS_PER_WORKER = 100
+    const ROWS_PER_WORKER = 200
+    const casLock = createCasLockBuffer()
+    // The main thread keeps its own handle open too, as the main thread of a VVM would.
+    const mainProvider = await LevelStorageProvider.open({ kind: 'level', dataDir }, { casLock })
+    const workerCode = `
+      const { parentPort, workerData } = require('node:worker_threads')
+      const u64 = (n) => { const b = new Uint8Array(8); new DataView(b.buffer).setUint32(4, n); return b }
+      const num = (b) => new DataView(b.buffer, b.byteOffset, 8).getUint32(4)
+      ;(async () => {
+        const { LevelStorageProvider } = await import(workerData.levelUrl)
+        const p = await LevelStorageProvider.open({ kind: 'level', dataDir: workerData.dataDir }, { casLock: workerData.casLock })
+        const s = await p.appStorage('mt/app')
+        const own = new TextEncoder().encode('rows-' + workerData.id)
+        const items = []
+        for (let i = 0; i < workerData.rows; i++) items.push({ pk: own, cc: u64(i), value: u64(i * 3) })
+        await s.putBatch(items)
+        const counterPk = new TextEncoder().encode('counter')
+        const cc = new Uint8Array(0)
+        for (let done = 0; done < workerData.increments;) {
+          const current = await s.get(counterPk, cc)
+          const ok = current === undefined
+            ? await s.insertIfNotExists(counterPk, cc, u64(1), 0)
+            : await s.compareAndSwap(counterPk, cc, current, u64(num(current) + 1), 0)
+          if (ok) done++
+        }
+        parentPort.postMessage({ type: 'written' })
+        parentPort.once('message', async () => {
+          const other = new TextEncoder().encode('rows-' + (1 - workerData.id))
+          let count = 0
+          for await (const row of s.read(other)) if (num(row.value) === num(row.cc) * 3) count++
+          await p.close()
+          parentPort.postMessage({ type: 'read', count })
+        })
+      })().catch((err) => parentPort.postMessage({ type: 'error', message: String(err && err.stack || err) }))`
+    const workers = [0, 1].map((id) => new Worker(workerCode, {
+      eval: true,
+      workerData: { id, levelUrl: LEVEL_URL, dataDir, casLock, rows: ROWS_PER_WORKER, increments: INCREMENTS_PER_WORKER },
+    }))
+    const nextMessage = (worker: Worker): Promise<{ type: string; count?: number; message?: string }> =>
+      new Promise((resolve, reject) => {
+        worker.once('message', (msg: { type: string; count?: number; message?: string }) => {
+          if (msg.type === 'error') reject(new Error(msg.message))
+          else resolve(msg)
+        })
+        worker.once('error', reject)
+        worker.once('exit', (exitCode) => reject(new Error(`worker exited (${exitCode}) before answering`)))
+      })
+    try {
+      const written = await Promise.all(workers.map(nextMessage))
+      assert.deepEqual(written.map((m) => m.type), ['written', 'written'])
+      const replies = workers.map(nextMessage)
+      for (const worker of workers) worker.postMessage('read')
+      const counts = (await Promise.all(replies)).map((m) => m.count)
+      assert.deepEqual(counts, [ROWS_PER_WORKER, ROWS_PER_WORKER])
+      const s = await mainProvider.appStorage('mt/app')
+      const counter = await s.get(new TextEncoder().encode('counter'), new Uint8Array(0))
+      assert.equal(new DataView(counter!.buffer, counter!.byteOffset, 8).getUint32(4), 2 * INCREMENTS_PER_WORKER)
+    } finally {
+      await Promise.all(workers.map((w) => w.terminate()))
+      await mainProvider.close()
+    }
+  })
+})

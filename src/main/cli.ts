@@ -2,12 +2,14 @@
 // one validated VvmConfig (config.ts).
 
 import { ConfigError, loadConfig, optionsHelp } from './config.js'
-import { startServer } from './server.js'
+import { VVM } from './vvm.js'
 
 const USAGE = `vvm — an application server for event-sourced business apps
 
 Usage:
   vvm start [options]     start the server (HTTP API on --port)
+  vvm bench [scenario]    load-test a server: throughput, latency, ceilings (vvm bench --help)
+  vvm bench standard      the standard performance report (docs/benchmarks.md)
   vvm --help              this text
 
 Options of 'vvm start' (also from environment variables and --config file.json, flags win):
@@ -30,6 +32,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'start':
         return await start(rest)
+      case 'bench':
+        return await (await import('../../bench/main.js')).benchMain(rest)
       default:
         process.stderr.write(`vvm: unknown command '${command}'\n\n${USAGE}`)
         return 2
@@ -49,21 +53,30 @@ async function start(argv: readonly string[]): Promise<number> {
     return 0
   }
   const config = loadConfig(argv)
-  const server = await startServer(config)
-  process.stdout.write(`vvm listening on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${server.port} (apps: ${[...server.apps.keys()].join(', ')}; storage: ${config.storage})\n`)
+  const vvm = new VVM(config)
+  const problem = vvm.launch()
+  void vvm.serving.then((server) => {
+    process.stdout.write(`vvm listening on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${server.port} (apps: ${[...server.apps.keys()].join(', ')}; storage: ${config.storage}; metrics on port ${server.metricsPort})\n`)
+  })
+  // Seed 003's host: wait for a problem or a signal, then shut down. A second signal forces.
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
-      server.log.info({ signal }, 'shutting down')
+      vvm.log.info({ signal }, 'shutting down')
       process.off('SIGINT', stop)
       process.off('SIGTERM', stop)
-      // A second signal while draining forces the exit.
       const force = (): never => process.exit(130)
       process.once('SIGINT', force)
       process.once('SIGTERM', force)
-      server.close().then(resolve, (err: unknown) => { server.log.error({ err }, 'shutdown failed'); process.exitCode = 1; resolve() })
+      resolve()
     }
     process.on('SIGINT', stop)
     process.on('SIGTERM', stop)
+    problem.addEventListener('abort', () => { process.off('SIGINT', stop); process.off('SIGTERM', stop); resolve() }, { once: true })
   })
+  const err = await vvm.shutdown()
+  if (err !== undefined) {
+    process.stderr.write(`vvm: stopped on a problem: ${err.message}\n`)
+    return 1
+  }
   return 0
 }

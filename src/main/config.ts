@@ -25,6 +25,14 @@ export interface VvmConfig {
   recordsCachedMax: number
   rateBucketsMax: number
   cassandraHosts: string[]
+  cassandraKeyspacePrefix: string
+  nodeId: string
+  leaseTtlS: number
+  killAfterS: number
+  wsFrameBytesMax: number
+  wsInflightMax: number
+  wsBufferedBytesMax: number
+  wsIdleTimeoutS: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -65,6 +73,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'recordsCachedMax', flag: 'records-cached-max', kind: 'int', default: 100_000, min: 0, max: 10_000_000, help: 'records cached per partition' },
   { key: 'rateBucketsMax', flag: 'rate-buckets-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'rate-limit buckets kept; the least recently used are forgotten' },
   { key: 'cassandraHosts', flag: 'cassandra-hosts', kind: 'list', default: ['127.0.0.1:9042'], help: 'Cassandra contact points host:port, comma-separated' },
+  { key: 'cassandraKeyspacePrefix', flag: 'cassandra-keyspace-prefix', kind: 'string', default: 'vvm_', help: 'prefix of the keyspace of each app (one keyspace per app)' },
+  { key: 'nodeId', flag: 'node-id', kind: 'string', default: '', help: "this node's name in leases (default host:pid)" },
+  { key: 'leaseTtlS', flag: 'lease-ttl-s', kind: 'int', default: 15, min: 1, max: 3600, help: 'leadership lease time to live; renewed every third of it' },
+  { key: 'killAfterS', flag: 'kill-after-s', kind: 'int', default: 30, min: 1, max: 3600, help: 'after leadership is lost, the process is ended this long later if it has not stopped' },
+  { key: 'wsFrameBytesMax', flag: 'ws-frame-bytes-max', kind: 'int', default: 1 * MiB, min: 1024, max: 64 * MiB, help: 'largest binary-protocol frame; larger ones close the connection with 1009' },
+  { key: 'wsInflightMax', flag: 'ws-inflight-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'requests in flight per WebSocket connection at most; more get 503' },
+  { key: 'wsBufferedBytesMax', flag: 'ws-buffered-bytes-max', kind: 'int', default: 16 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'reply bytes buffered for a WebSocket client that does not read; past half of it requests get 503, past it the connection is closed (4008)' },
+  { key: 'wsIdleTimeoutS', flag: 'ws-idle-timeout-s', kind: 'int', default: 120, min: 0, max: 86400, help: 'a WebSocket connection with nothing in flight and no frame for this long is closed (4010); 0: never' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'log level' },
 ]
 

@@ -27,7 +27,10 @@ const QNAME_RE = /^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/
 /** One HTTP response waiting for its reply; never written after the client went away. */
 class HttpSink implements ReplySink {
   aborted = false
-  constructor(private readonly res: HttpResponse, private readonly route: string, private readonly startedMs: number, private readonly metrics: ServerMetrics) {
+  constructor(
+    private readonly res: HttpResponse, private readonly route: string, private readonly startedMs: number,
+    private readonly metrics: ServerMetrics, private readonly serving: () => boolean,
+  ) {
     res.onAborted(() => { this.aborted = true })
   }
 
@@ -36,7 +39,9 @@ class HttpSink implements ReplySink {
     if (status >= 400) this.metrics.errors.inc({ code: errorCodeOf(body) })
     if (this.aborted) return
     this.aborted = true
-    writeReply(this.res, status, body, retryAfterS)
+    // While stopping, every reply closes its connection so that no client sends on a socket
+    // that is about to close.
+    writeReply(this.res, status, body, retryAfterS, undefined, !this.serving())
   }
 }
 
@@ -50,12 +55,15 @@ function errorCodeOf(body: Uint8Array): string {
   }
 }
 
-function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAfterS: number, allow?: string): void {
+function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAfterS: number, allow?: string, closeConnection = false): void {
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json')
     if (retryAfterS > 0) res.writeHeader('retry-after', String(retryAfterS))
     if (allow !== undefined) res.writeHeader('allow', allow)
-    res.end(body)
+    // uWS closes the socket after `end(…, true)` but does not say so; the header tells the
+    // client not to send its next request on this connection.
+    if (closeConnection) res.writeHeader('connection', 'close')
+    res.end(body, closeConnection)
   })
 }
 
@@ -65,14 +73,7 @@ function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, al
     metrics.recordReply(route, e.status, startedMs)
     metrics.errors.inc({ code: e.code })
   }
-  if (closeConnection) {
-    res.cork(() => {
-      res.writeStatus(statusLine(e.status)).writeHeader('content-type', 'application/json')
-      res.end(renderError(format, e), true)
-    })
-    return
-  }
-  writeReply(res, e.status, renderError(format, e), e.retryAfterS ?? 0, allow)
+  writeReply(res, e.status, renderError(format, e), e.retryAfterS ?? 0, allow, closeConnection || e.code === 'SHUTTING_DOWN')
 }
 
 interface Route {
@@ -196,7 +197,7 @@ interface RouteContext {
 
 function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode, ctx: RouteContext): void {
   request.body = body
-  const sink = new HttpSink(res, ctx.route, ctx.startedMs, o.metrics)
+  const sink = new HttpSink(res, ctx.route, ctx.startedMs, o.metrics, o.serving)
   try {
     o.dispatcher.submit(request, sink)
   } catch (err) {

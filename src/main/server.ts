@@ -15,6 +15,7 @@ import type { IStorageProvider, StorageConfig } from '../shared/storage/types.js
 import { ConfigError, type VvmConfig } from './config.js'
 import { Dispatcher } from './dispatcher.js'
 import { registerHttpApi } from './http-api.js'
+import { registerWsApi } from './ws-api.js'
 import { PartitionSet } from './partitions.js'
 import { QueryPool } from './query-pool.js'
 import { RateLimiter } from './rate-limiter.js'
@@ -24,6 +25,9 @@ const SHIPPED_APPS: Record<string, string> = {
   'demo/bank': new URL('../../demo/bank/index.js', import.meta.url).href,
 }
 
+/** Why 200 ms: a few round trips on loopback or a LAN; idle clients need no more to notice. */
+const SHUTDOWN_GRACE_MS = 200
+
 export interface VvmServer {
   readonly port: number
   readonly metricsPort: number
@@ -32,6 +36,8 @@ export interface VvmServer {
   readonly partitions: PartitionSet
   readonly queries: QueryPool | undefined
   readonly log: Logger
+  /** From now on every request gets 503 (leadership lost, or shutting down). */
+  stopServing(): void
   close(): Promise<void>
 }
 
@@ -50,15 +56,20 @@ export function resolveAppUrl(spec: string): string {
 }
 
 export function storageConfigOf(config: VvmConfig): StorageConfig {
-  return { kind: config.storage, dataDir: resolve(config.dataDir), cassandraHosts: config.cassandraHosts }
+  return { kind: config.storage, dataDir: resolve(config.dataDir), cassandraHosts: config.cassandraHosts, cassandraKeyspacePrefix: config.cassandraKeyspacePrefix }
 }
 
-export async function startServer(config: VvmConfig, log: Logger = pino({ level: config.logLevel })): Promise<VvmServer> {
+/**
+ * Starts serving. With `provider` given (the VVM opens storage first to win leadership), the
+ * server uses it and leaves closing it to the caller; otherwise it opens and closes its own.
+ */
+export async function startServer(config: VvmConfig, log: Logger = pino({ level: config.logLevel }), given?: IStorageProvider): Promise<VvmServer> {
   assertNativeUws()
   const appUrls = config.apps.map(resolveAppUrl)
   const apps = await loadApps(appUrls)
   const storage = storageConfigOf(config)
-  const provider = await openStorageProvider(storage)
+  const provider = given ?? (await openStorageProvider(storage))
+  const closeProvider = async (): Promise<void> => { if (given === undefined) await provider.close() }
   let partitions: PartitionSet | undefined
   let queries: QueryPool | undefined
   try {
@@ -87,6 +98,11 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const metrics = new ServerMetrics()
     registerEngineGauges(metrics, partitions, queries)
     const app = uws.App()
+    // Before the HTTP routes, whose catch-all `/*` would otherwise answer the upgrade.
+    const wsApi = registerWsApi(app, {
+      apps, dispatcher, serving: () => serving, frameBytesMax: config.wsFrameBytesMax, inflightMax: config.wsInflightMax,
+      bufferedBytesMax: config.wsBufferedBytesMax, idleTimeoutS: config.wsIdleTimeoutS, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, metrics, log,
+    })
     registerHttpApi(app, {
       apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving, metrics,
     })
@@ -113,17 +129,25 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       uws.us_listen_socket_close(listenSocket)
       await parts.stop()
       await pool?.close()
+      wsApi.goingAway()
+      // Replies since `serving = false` carried `Connection: close`; a short grace lets clients
+      // see them before the remaining (idle) connections are closed.
+      await new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))
       app.close()
       uws.us_listen_socket_close(metricsSocket)
       metricsApp.close()
-      await provider.close()
+      await closeProvider()
     }
     log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
-    return { port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, close: () => (closing ??= close()) }
+    return {
+      port, metricsPort, metrics, apps, partitions: parts, queries: pool, log,
+      stopServing: () => { serving = false },
+      close: () => (closing ??= close()),
+    }
   } catch (err) {
     await partitions?.stop()
     await queries?.close()
-    await provider.close()
+    await closeProvider()
     throw err
   }
 }

@@ -1,0 +1,402 @@
+// The binary protocol (docs/protocol.md) at `/api/ws` on the main uWS app: hello, requests
+// with client-chosen ids answered in any order, ping, and the limits of a connection. Requests
+// become the same EngineRequests as HTTP ones (format MSGPACK, body already decoded) and go
+// through the same Dispatcher, so statuses and codes are the HTTP ones.
+//
+// Bounds of one connection, each with one answer:
+//   frame > frameBytesMax                    → close 1009
+//   requests in flight = inflightMax         → reply 503 BUSY
+//   replies buffered > bufferedBytesMax / 2  → new requests get 503 BUSY (throttle)
+//   replies buffered > bufferedBytesMax      → close 4008 (slow reader)
+//   no frame for idleTimeoutS, none in flight → close 4010
+// Replies are gathered per connection and written once per burst inside `cork`.
+
+import assert from 'node:assert/strict'
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import type { Logger } from 'pino'
+import type { AppDef } from '../shared/appdef/types.js'
+import { Op, ReplyFormat, type EngineRequest, type OpCode } from '../shared/engine-messages.js'
+import { BadRequestError, BusyError, NotFoundError, VvmError, toVvmError } from '../shared/errors.js'
+import {
+  CloseCode, FrameError, FrameType, HELLO_TIMEOUT_MS, PROTOCOL_VERSIONS, WIRE_OP_NAMES, WireOp,
+  decodeClientFrame, encodePong, encodeReply, encodeWelcome, packValue, unpackFrame, type ServerLimits, type WireRequest,
+} from '../shared/protocol/index.js'
+import { renderError } from '../shared/reply.js'
+import type { Dispatcher } from './dispatcher.js'
+import type { ServerMetrics } from './metrics.js'
+import type { ReplySink } from './partitions.js'
+
+export const WS_PATH = '/api/ws'
+
+// The wire ops are the engine ops: one table of numbers, checked once at load.
+assert.deepEqual(
+  [WireOp.COMMAND, WireOp.DOC_CREATE, WireOp.DOC_UPDATE, WireOp.DOC_DEACTIVATE, WireOp.QUERY, WireOp.DOC_GET, WireOp.CDOCS, WireOp.VIEW],
+  [Op.COMMAND, Op.DOC_CREATE, Op.DOC_UPDATE, Op.DOC_DEACTIVATE, Op.QUERY, Op.DOC_GET, Op.CDOCS, Op.VIEW],
+)
+
+/** Which definition map an op's qname must be in. */
+const OP_KIND: Readonly<Record<number, 'command' | 'query' | 'table' | 'view'>> = {
+  [Op.COMMAND]: 'command', [Op.DOC_CREATE]: 'table', [Op.DOC_UPDATE]: 'table', [Op.DOC_DEACTIVATE]: 'table',
+  [Op.QUERY]: 'query', [Op.DOC_GET]: 'table', [Op.CDOCS]: 'table', [Op.VIEW]: 'view',
+}
+
+/** Why 1 s: idle and hello deadlines are whole seconds; one sweep of all connections per second is cheap. */
+const SWEEP_INTERVAL_MS = 1000
+/**
+ * uWS drops (does not queue) a send once its buffer passes maxBackpressure. Replies must never
+ * be dropped silently, so uWS's bound is set far above ours and ours is checked after each send.
+ */
+const UWS_BACKPRESSURE_BYTES = 1024 * 1024 * 1024
+/** A JSON error body from a layer that rendered before knowing the format starts with '{'. */
+const JSON_OPEN_BRACE = 0x7b
+
+export interface WsApiOptions {
+  apps: ReadonlyMap<string, AppDef>
+  dispatcher: Dispatcher
+  /** False while starting or shutting down: requests get 503 SHUTTING_DOWN. */
+  serving: () => boolean
+  frameBytesMax: number
+  inflightMax: number
+  bufferedBytesMax: number
+  /** 0: connections are never closed for idleness. */
+  idleTimeoutS: number
+  idempotencyKeyBytesMax: number
+  metrics?: ServerMetrics
+  log?: Logger
+}
+
+export interface WsApiStats {
+  connections: number
+  requestsInFlight: number
+  /** Connections closed for each close code the server chose (4008, 4010, 1009, …). */
+  closedByServer: Record<number, number>
+}
+
+export interface WsApi {
+  /** The server is stopping: every connection gets close 1001 after the replies already written. */
+  goingAway(): void
+  stats(): WsApiStats
+}
+
+interface UserData {
+  conn: Connection
+}
+
+/** The reply of one request of one connection; dropped if the connection is gone. */
+class WsSink implements ReplySink {
+  constructor(readonly conn: Connection, readonly reqId: number, readonly route: string, readonly startedMs: number) {}
+
+  reply(status: number, body: Uint8Array, retryAfterS: number): void {
+    this.conn.finish(this, status, body, retryAfterS)
+  }
+}
+
+class Connection {
+  ws: WebSocket<UserData> | undefined
+  helloDone = false
+  closed = false
+  lastFrameMs: number
+  readonly openedMs: number
+  readonly inflight = new Map<number, WsSink>()
+  private outbox: Uint8Array[] = []
+  private flushScheduled = false
+  private readonly flushBound = (): void => this.flush()
+
+  constructor(readonly api: WsServer, readonly address: string) {
+    this.openedMs = Date.now()
+    this.lastFrameMs = this.openedMs
+  }
+
+  /** A reply from a processor (or from this layer): queued, written with the others of its burst. */
+  finish(sink: WsSink, status: number, body: Uint8Array, retryAfterS: number): void {
+    if (this.inflight.get(sink.reqId) === sink) this.inflight.delete(sink.reqId)
+    this.api.inflightTotal--
+    const bytes = toMsgpackBody(body)
+    this.api.record(sink.route, status, sink.startedMs, bytes)
+    if (this.closed) return
+    this.queue(encodeReply(sink.reqId, status, retryAfterS, bytes))
+  }
+
+  queue(frame: Uint8Array): void {
+    this.outbox.push(frame)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      queueMicrotask(this.flushBound)
+    }
+  }
+
+  flush(): void {
+    this.flushScheduled = false
+    const ws = this.ws
+    if (this.closed || ws === undefined) {
+      this.outbox = []
+      return
+    }
+    const frames = this.outbox
+    this.outbox = []
+    ws.cork(() => {
+      for (const f of frames) if (!this.sendNow(f)) return
+    })
+  }
+
+  /** Sends one frame; false when the connection was closed for being over its buffer bound. */
+  sendNow(frame: Uint8Array): boolean {
+    const ws = this.ws!
+    const result = ws.send(frame, true)
+    // 2: dropped by uWS; cannot happen below UWS_BACKPRESSURE_BYTES, and a drop is still a slow reader.
+    if (result === 2 || ws.getBufferedAmount() > this.api.o.bufferedBytesMax) {
+      this.api.log?.warn({ address: this.address, bufferedBytes: ws.getBufferedAmount(), bufferedBytesMax: this.api.o.bufferedBytesMax }, 'ws: slow reader closed')
+      this.end(CloseCode.SLOW_READER, `slow reader: more than ${this.api.o.bufferedBytesMax} bytes of replies unread`)
+      return false
+    }
+    return true
+  }
+
+  /** Closes with a code and reason (reasons are cut to the 123 bytes a close frame holds). */
+  end(code: number, reason: string): void {
+    if (this.closed || this.ws === undefined) return
+    this.api.countClose(code)
+    this.ws.end(code, Buffer.from(reason).subarray(0, 123))
+  }
+}
+
+class WsServer implements WsApi {
+  readonly connections = new Set<Connection>()
+  inflightTotal = 0
+  readonly limits: ServerLimits
+  readonly log: Logger | undefined
+  private readonly closedByServer: Record<number, number> = {}
+  private sweepTimer: NodeJS.Timeout | undefined
+  private stopping = false
+
+  constructor(readonly o: WsApiOptions) {
+    this.log = o.log
+    this.limits = {
+      frameBytesMax: o.frameBytesMax, inflightMax: o.inflightMax, bufferedBytesMax: o.bufferedBytesMax,
+      idleTimeoutS: o.idleTimeoutS, idempotencyKeyBytesMax: o.idempotencyKeyBytesMax,
+    }
+  }
+
+  register(app: TemplatedApp): void {
+    app.ws<UserData>(WS_PATH, {
+      // One frame more than the limit is still read, so that the answer is a close 1009 with a
+      // reason; uWS itself drops larger frames without a close frame (the client sees 1006).
+      maxPayloadLength: this.o.frameBytesMax * 2,
+      maxBackpressure: UWS_BACKPRESSURE_BYTES,
+      closeOnBackpressureLimit: false,
+      // Idleness is judged here (frames from the client, requests in flight), not by uWS, so that
+      // the close carries code 4010; uWS would drop the socket without a close frame.
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      upgrade: (res, req, context) => {
+        if (this.stopping) {
+          res.cork(() => res.writeStatus('503 Service Unavailable').writeHeader('retry-after', '1').end('the server is stopping'))
+          return
+        }
+        const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+        // No subprotocol is chosen: the version is negotiated by HELLO.
+        res.upgrade<UserData>(
+          { conn: new Connection(this, address) },
+          req.getHeader('sec-websocket-key'), '', req.getHeader('sec-websocket-extensions'), context,
+        )
+      },
+      open: (ws) => {
+        const c = ws.getUserData().conn
+        c.ws = ws
+        this.connections.add(c)
+        this.startSweep()
+      },
+      message: (ws, message, isBinary) => this.onMessage(ws.getUserData().conn, message, isBinary),
+      close: (ws) => {
+        const c = ws.getUserData().conn
+        c.closed = true
+        c.ws = undefined
+        this.connections.delete(c)
+        // Replies still due are counted down as they arrive and then dropped.
+        if (this.connections.size === 0) this.stopSweep()
+      },
+    })
+  }
+
+  private onMessage(c: Connection, message: ArrayBuffer, isBinary: boolean): void {
+    if (c.closed) return
+    c.lastFrameMs = Date.now()
+    if (!isBinary) return c.end(CloseCode.UNSUPPORTED_DATA, 'text frames are not accepted: frames are binary MessagePack')
+    if (message.byteLength > this.o.frameBytesMax) {
+      return c.end(CloseCode.TOO_BIG, `frame of ${message.byteLength} bytes exceeds frameBytesMax ${this.o.frameBytesMax}`)
+    }
+    let frame
+    try {
+      frame = decodeClientFrame(new Uint8Array(message))
+    } catch (err) {
+      if (!c.helloDone) return c.end(CloseCode.HELLO_EXPECTED, `hello expected: ${(err as Error).message}`)
+      return this.replyError(c, err instanceof FrameError ? err.reqId : 0, 'frame', new BadRequestError((err as Error).message), err)
+    }
+    if (!c.helloDone) {
+      if (frame.type !== FrameType.HELLO) return c.end(CloseCode.HELLO_EXPECTED, `hello expected: the first frame must be HELLO (1), not ${frame.type}`)
+      const version = Math.max(...frame.versions.filter((v) => PROTOCOL_VERSIONS.includes(v)))
+      if (!Number.isFinite(version)) {
+        return c.end(CloseCode.VERSION_UNSUPPORTED, `no common protocol version: the server speaks ${PROTOCOL_VERSIONS.join(', ')}`)
+      }
+      // The token is accepted and not yet checked: enforcing it later needs no new version
+      // (close 4401/4403 are reserved for it).
+      c.helloDone = true
+      c.sendNow(encodeWelcome(version, this.limits, {}))
+      return
+    }
+    switch (frame.type) {
+      case FrameType.HELLO:
+        return this.replyError(c, 0, 'frame', new BadRequestError('HELLO was already received on this connection'))
+      case FrameType.PING:
+        c.sendNow(encodePong(frame.pingId, Date.now()))
+        return
+      case FrameType.REQUEST:
+        return this.onRequest(c, frame)
+    }
+  }
+
+  private onRequest(c: Connection, r: WireRequest): void {
+    const route = `ws.${WIRE_OP_NAMES[r.op]}`
+    const startedMs = performance.now()
+    if (c.inflight.has(r.reqId)) {
+      // Answered on id 0: a reply on the duplicate's id would be taken for the first request's.
+      return this.replyError(c, 0, route, new VvmError('BAD_REQUEST', `request id ${r.reqId} is already in flight on this connection`, { data: { reqId: r.reqId } }))
+    }
+    if (c.inflight.size >= this.o.inflightMax) {
+      return this.replyError(c, r.reqId, route, new BusyError(`${this.o.inflightMax} requests are in flight on this connection (inflightMax)`))
+    }
+    if (c.ws!.getBufferedAmount() > this.o.bufferedBytesMax / 2) {
+      return this.replyError(c, r.reqId, route, new BusyError(`more than ${this.o.bufferedBytesMax / 2} bytes of replies wait to be read: read them first`))
+    }
+    let request: EngineRequest
+    try {
+      request = this.toEngineRequest(r)
+      if (!this.o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
+      this.o.dispatcher.checkRate(request, c.address)
+    } catch (err) {
+      return this.replyError(c, r.reqId, route, err)
+    }
+    const sink = new WsSink(c, r.reqId, route, startedMs)
+    c.inflight.set(r.reqId, sink)
+    this.inflightTotal++
+    try {
+      this.o.dispatcher.submit(request, sink)
+    } catch (err) {
+      const e = toVvmError(err)
+      if (e.code === 'INTERNAL') this.log?.error({ err }, 'ws: submit failed')
+      sink.reply(e.status, renderError(ReplyFormat.MSGPACK, e), e.retryAfterS ?? 0)
+    }
+  }
+
+  private toEngineRequest(r: WireRequest): EngineRequest {
+    const def = this.o.apps.get(r.app)
+    if (def === undefined) throw new NotFoundError(`app ${r.app} is not deployed`)
+    const kind = OP_KIND[r.op]!
+    const known = kind === 'command' ? def.commands.has(r.qname) : kind === 'query' ? def.queries.has(r.qname) : kind === 'table' ? def.tables.has(r.qname) : def.views.has(r.qname)
+    if (!known) throw new NotFoundError(`${kind} ${r.qname} is not defined in app ${r.app}`, r.qname)
+    if (r.idempotencyKey !== null && r.idempotencyKey.length > this.o.idempotencyKeyBytesMax) {
+      throw new BadRequestError(`the idempotency key must be 1..${this.o.idempotencyKeyBytesMax} printable ASCII characters`)
+    }
+    return {
+      reqId: 0, op: r.op as OpCode, format: ReplyFormat.MSGPACK, app: r.app, wsid: r.wsid, qname: r.qname, id: r.docId,
+      idempotencyKey: r.idempotencyKey, body: r.body ?? undefined, params: r.params,
+    }
+  }
+
+  /** An error answered by this layer, at once (we are inside a uWS callback: corked already). */
+  private replyError(c: Connection, reqId: number, route: string, err: unknown, cause?: unknown): void {
+    const e = toVvmError(err)
+    if (e.code === 'INTERNAL') this.log?.error({ err: cause ?? err }, 'ws: internal error')
+    this.record(route, e.status, performance.now(), undefined, e.code)
+    c.sendNow(encodeReply(reqId, e.status, e.retryAfterS ?? 0, renderError(ReplyFormat.MSGPACK, e)))
+  }
+
+  record(route: string, status: number, startedMs: number, body: Uint8Array | undefined, code?: string): void {
+    const m = this.o.metrics
+    if (m === undefined) return
+    m.recordReply(route, status, startedMs)
+    if (status >= 400) m.errors.inc({ code: code ?? errorCodeOf(body) })
+  }
+
+  countClose(code: number): void {
+    this.closedByServer[code] = (this.closedByServer[code] ?? 0) + 1
+  }
+
+  private startSweep(): void {
+    if (this.sweepTimer !== undefined) return
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS)
+    this.sweepTimer.unref()
+  }
+
+  private stopSweep(): void {
+    clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
+  }
+
+  private sweep(): void {
+    const now = Date.now()
+    const idleMs = this.o.idleTimeoutS * 1000
+    // A short idle timeout shortens the wait for HELLO too: a socket that says nothing is idle.
+    const helloMs = idleMs > 0 ? Math.min(HELLO_TIMEOUT_MS, idleMs) : HELLO_TIMEOUT_MS
+    for (const c of this.connections) {
+      if (!c.helloDone) {
+        if (now - c.openedMs > helloMs) c.end(CloseCode.HELLO_TIMEOUT, `no HELLO within ${helloMs} ms`)
+      } else if (idleMs > 0 && c.inflight.size === 0 && now - c.lastFrameMs > idleMs) {
+        c.end(CloseCode.IDLE_TIMEOUT, `idle for ${this.o.idleTimeoutS} s`)
+      }
+    }
+  }
+
+  goingAway(): void {
+    this.stopping = true
+    for (const c of [...this.connections]) {
+      // Replies queued in this tick go out before the close frame.
+      c.flush()
+      c.end(CloseCode.GOING_AWAY, 'the server is shutting down')
+    }
+    this.stopSweep()
+  }
+
+  stats(): WsApiStats {
+    return { connections: this.connections.size, requestsInFlight: this.inflightTotal, closedByServer: { ...this.closedByServer } }
+  }
+}
+
+/**
+ * Reply bodies reach this layer as MessagePack, except error bodies that a layer rendered as
+ * JSON before the request's format mattered (a stopped partition fails its pending requests,
+ * a query worker crashes): those are converted here, on the error path only.
+ */
+function toMsgpackBody(body: Uint8Array): Uint8Array {
+  if (body.byteLength < 2 || body[0] !== JSON_OPEN_BRACE) return body
+  try {
+    return packValue(JSON.parse(Buffer.from(body).toString('utf8')))
+  } catch {
+    // Not JSON after all: a MessagePack body that starts with the integer 123 is passed on as is.
+    return body
+  }
+}
+
+function errorCodeOf(body: Uint8Array | undefined): string {
+  if (body === undefined) return 'UNKNOWN'
+  try {
+    const v = unpackFrame(body) as { code?: unknown }
+    return typeof v?.code === 'string' ? v.code : 'UNKNOWN'
+  } catch {
+    return 'UNKNOWN'
+  }
+}
+
+/** Serves the binary protocol at /api/ws. Register it before the HTTP catch-all route. */
+export function registerWsApi(app: TemplatedApp, o: WsApiOptions): WsApi {
+  const server = new WsServer(o)
+  server.register(app)
+  if (o.metrics !== undefined) {
+    const r = o.metrics.registry
+    r.gauge('vvm_ws_connections', 'open binary-protocol connections', () => [{ labels: {}, value: server.connections.size }])
+    r.gauge('vvm_ws_requests_in_flight', 'binary-protocol requests waiting for their reply', () => [{ labels: {}, value: server.inflightTotal }])
+    r.gauge('vvm_ws_closed_total', 'binary-protocol connections the server closed, by close code', () =>
+      Object.entries(server.stats().closedByServer).map(([code, n]) => ({ labels: { code }, value: n })), 'counter')
+  }
+  return server
+}

@@ -1,0 +1,20 @@
+//! VVM native addon: application extensions as sandboxed WebAssembly, run by
+//! wasmtime. JS API and the guest ABI: native/README.md.
+//!
+//! Layout: `engine` (engine, options, compile), `cache` (compiled modules on
+//! disk), `module` (ABI check, link), `instance` (stores, invoke, host calls),
+//! `abi` (the wire format of pointers and results), `errors` (codes),
+//! `epoch` (the deadline clock). Depends on nothing in the TS tree.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod abi;
+mod cache;
+mod engine;
+mod epoch;
+mod errors;
+mod instance;
+mod module;
+
+/// Set by build.rs from Cargo.lock; part of the compiled-module cache key.
+pub(crate) const WASMTIME_VERSION: &str = env!("VVM_WASMTIME_VERSION");

@@ -13,6 +13,7 @@ import { Control, Stat, type PartitionWorkerData, type WorkerEvent } from '../sh
 import { CommandProcessor, type BatchStats } from './command/processor.js'
 import { PartitionState } from './command/partition-state.js'
 import { QueryProcessor } from './query/query-processor.js'
+import { BuiltinRunner } from './extensions.js'
 
 const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
@@ -33,13 +34,14 @@ async function main(): Promise<void> {
   const logError = (stage: string, err: unknown): void => {
     post({ type: 'log', level: 'error', msg: `partition ${data.partition}: ${stage}: ${(err as Error)?.stack ?? String(err)}` })
   }
+  const extensions = new BuiltinRunner()
   const processor = new CommandProcessor(app, part, storage, {
     idempotencyTtlSeconds: data.options.idempotencyTtlSeconds,
     onInternalError: logError,
-  })
+  }, extensions)
   // With a storage that is not shared across threads (mem), this worker also serves the reads
   // of its workspaces; otherwise reads go to the query pool and never arrive here.
-  const queries = provider.sharedAcrossThreads ? undefined : new QueryProcessor(new Map([[app.qname, app]]), () => storage)
+  const queries = provider.sharedAcrossThreads ? undefined : new QueryProcessor(new Map([[app.qname, app]]), () => storage, extensions)
   stats[Stat.PLOG_OFFSET] = part.plogOffset
   post({ type: 'ready', plogOffset: part.plogOffset })
 
@@ -68,6 +70,7 @@ async function main(): Promise<void> {
     stats[Stat.PLOG_OFFSET] = part.plogOffset
     await sendReplies(replies, out)
   }
+  await extensions.close()
   await provider.close()
   post({ type: 'exited' })
 }

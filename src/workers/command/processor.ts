@@ -6,7 +6,7 @@
 
 import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/appdef/types.js'
 import { validateFields } from '../../shared/appdef/validate.js'
-import { isWasmRef } from '../../shared/appdef/define.js'
+import type { ExtensionRunner } from '../extensions.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
 import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
 import { RAW_ID_MAX, decodeStored, idempotencyKey, type StoredCud, type StoredEvent } from '../../shared/layout.js'
@@ -46,6 +46,7 @@ export class CommandProcessor {
     readonly part: PartitionState,
     readonly storage: IAppStorage,
     readonly opts: CommandProcessorOptions,
+    readonly extensions: ExtensionRunner,
   ) {}
 
   /** Executes a batch in order and commits it once; returns one reply per request. */
@@ -106,10 +107,8 @@ export class CommandProcessor {
           stage = 'cuds'
           const newIDs = await applyCuds(tx, cuds)
           stage = 'execute'
-          if (isWasmRef(cmd.exec)) throw new VvmError('INTERNAL', `command ${req.qname} is bound to WASM export ${cmd.exec.export}: this build runs builtin extensions only`, { qname: req.qname })
-          const ret = await cmd.exec({ ...args, ...unlogged }, tx)
-          const result = ret === undefined || ret === null ? undefined : (ret as Record<string, unknown>)
-          if (result !== undefined && typeof result !== 'object') throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
+          const result = await this.extensions.command(this.app, cmd, { ...args, ...unlogged }, tx)
+          if (result !== undefined && (typeof result !== 'object' || Array.isArray(result))) throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
           outcome = { wlogOffset: 0, newIDs, result }
           eventQName = req.qname
           break
@@ -176,10 +175,7 @@ export class CommandProcessor {
       qname: event.q, wsid: event.ws, plogOffset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
       cuds: event.c.map((x) => ({ id: x.id, table: x.t, isNew: x.n, fields: x.f })),
     }
-    for (const p of triggered) {
-      if (isWasmRef(p.exec)) throw new VvmError('INTERNAL', `projector ${p.qname} is bound to WASM: this build runs builtin extensions only`)
-      await p.exec(pe, tx)
-    }
+    for (const p of triggered) await this.extensions.projector(this.app, p, pe, tx)
   }
 
   private async findIdempotent(wsid: number, key: string, batch: Staging): Promise<IdempotentReply | undefined> {

@@ -9,6 +9,7 @@ import { openStorageProvider } from '../../shared/storage/index.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import type { StorageConfig } from '../../shared/storage/types.js'
 import { QueryProcessor } from './query-processor.js'
+import { BuiltinRunner } from '../extensions.js'
 
 export interface QueryWorkerData {
   appUrls: string[]
@@ -22,7 +23,7 @@ const ready: Promise<QueryProcessor> = (async () => {
   const provider = await openStorageProvider(data.storage)
   const storages = new Map<string, IAppStorage>()
   for (const qname of apps.keys()) storages.set(qname, await provider.appStorage(qname))
-  return new QueryProcessor(apps, (app) => storages.get(app)!)
+  return new QueryProcessor(apps, (app) => storages.get(app)!, new BuiltinRunner())
 })()
 
 export default async function runQuery(task: Uint8Array): Promise<Uint8Array> {

@@ -5,7 +5,7 @@
 import type { AppDef, ResolvedView } from '../../shared/appdef/types.js'
 import type { QueryState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
 import { validateFields } from '../../shared/appdef/validate.js'
-import { isWasmRef } from '../../shared/appdef/define.js'
+import type { ExtensionRunner } from '../extensions.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
 import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
 import { collectionPk, decodeStored, recordCc, recordsPk, toRecordRow, viewPk, type StoredRecord } from '../../shared/layout.js'
@@ -23,7 +23,7 @@ export const SCAN_ROWS_MAX = 100_000
 export type StorageOf = (app: string) => IAppStorage
 
 export class QueryProcessor {
-  constructor(readonly apps: ReadonlyMap<string, AppDef>, readonly storageOf: StorageOf) {}
+  constructor(readonly apps: ReadonlyMap<string, AppDef>, readonly storageOf: StorageOf, readonly extensions: ExtensionRunner) {}
 
   async run(req: EngineRequest): Promise<EngineReply> {
     try {
@@ -64,9 +64,8 @@ export class QueryProcessor {
         const c = parseConstraints(req.params)
         const rawArgs = req.params?.args ?? decodeBody(req.body)
         const args = validateFields(q.args, rawArgs, 'full', req.qname, 'args')
-        if (isWasmRef(q.exec)) throw new VvmError('INTERNAL', `query ${req.qname} is bound to WASM: this build runs builtin extensions only`, { qname: req.qname })
         const rows: Row[] = []
-        for await (const r of toAsync(await q.exec(args, state))) {
+        for await (const r of toAsync(await this.extensions.query(app, q, args, state))) {
           if (typeof r !== 'object' || r === null) throw new VvmError('INTERNAL', `query ${req.qname} yielded a ${typeof r}, not an object`)
           if (c.filter(r)) rows.push(r)
           if (rows.length > SCAN_ROWS_MAX) throw new BadRequestError(`query ${req.qname} yields more than ${SCAN_ROWS_MAX} rows`, req.qname)

@@ -73,6 +73,12 @@ async function start(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop)
     problem.addEventListener('abort', () => { process.off('SIGINT', stop); process.off('SIGTERM', stop); resolve() }, { once: true })
   })
+  // A shutdown that hangs must not keep the process: it ends after the timeout (not counted as
+  // a handle: unref).
+  setTimeout(() => {
+    process.stderr.write(`vvm: shutdown did not finish in ${config.shutdownTimeoutS} s: exiting\n`)
+    process.exit(1)
+  }, config.shutdownTimeoutS * 1000).unref()
   const err = await vvm.shutdown()
   if (err !== undefined) {
     process.stderr.write(`vvm: stopped on a problem: ${err.message}\n`)

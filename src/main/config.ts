@@ -29,6 +29,7 @@ export interface VvmConfig {
   nodeId: string
   leaseTtlS: number
   killAfterS: number
+  shutdownTimeoutS: number
   wsFrameBytesMax: number
   wsInflightMax: number
   wsBufferedBytesMax: number
@@ -81,6 +82,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'wsInflightMax', flag: 'ws-inflight-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'requests in flight per WebSocket connection at most; more get 503' },
   { key: 'wsBufferedBytesMax', flag: 'ws-buffered-bytes-max', kind: 'int', default: 16 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'reply bytes buffered for a WebSocket client that does not read; past half of it requests get 503, past it the connection is closed (4008)' },
   { key: 'wsIdleTimeoutS', flag: 'ws-idle-timeout-s', kind: 'int', default: 120, min: 0, max: 86400, help: 'a WebSocket connection with nothing in flight and no frame for this long is closed (4010); 0: never' },
+  { key: 'shutdownTimeoutS', flag: 'shutdown-timeout-s', kind: 'int', default: 30, min: 1, max: 3600, help: 'a shutdown that takes longer ends the process (exit code 1)' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'log level' },
 ]
 

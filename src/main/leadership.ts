@@ -15,6 +15,8 @@ import { VvmError } from '../shared/errors.js'
 export const SYS_APP = 'sys/vvm'
 const LEASE_PK = new TextEncoder().encode('\x7fleadership')
 const LEASE_CC = new Uint8Array(0)
+/** Where the lease lives in the `sys/vvm` storage (operators and tests may inspect it). */
+export const LEASE_KEY = { pk: LEASE_PK, cc: LEASE_CC } as const
 
 export interface LeaseHolder {
   nodeId: string
@@ -39,6 +41,10 @@ export class Leadership {
   private timer: NodeJS.Timeout | undefined
   private lastRenewMs = 0
   private stopped = false
+  /** 1 while this node holds the lease (for metrics). */
+  get held(): boolean {
+    return this.value !== undefined && !this.stopped
+  }
 
   private constructor(private readonly storage: IAppStorage, private readonly exclusive: boolean, private readonly o: LeadershipOptions) {}
 

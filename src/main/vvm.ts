@@ -70,6 +70,9 @@ export class VVM {
     if (this.servicesShut.signal.aborted) return
     this.leadership.monitor((err) => this.onLeadershipLost(err))
     this.server = await startServer(this.config, this.log, this.provider)
+    const leadership = this.leadership
+    this.server.metrics.registry.gauge('vvm_leader', '1 while this node holds the leadership lease', () => [{ labels: {}, value: leadership.held ? 1 : 0 }])
+    this.server.metrics.registry.gauge('vvm_problem', '1 once the VVM has a problem (it stops)', () => [{ labels: {}, value: this.problemErr ? 1 : 0 }])
     if (this.servicesShut.signal.aborted) return
     this.servingResolve!(this.server)
   }

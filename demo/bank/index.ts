@@ -15,11 +15,22 @@ async function account(state: CommandState, id: unknown) {
 export const bank = definePackage('bank', {
   tables: {
     Account: { kind: 'cdoc', fields: { name: 'varchar', balance: 'int64' } },
+    AuditRun: { kind: 'crecord', fields: { atMs: 'int64' } },
   },
   views: {
     Movements: {
       key: { pk: ['account'], cc: ['offset'] },
       fields: { account: 'ref', offset: 'int64', amount: 'int64' },
+    },
+    // Kept by an async projector: net movement and count of movements per account and day.
+    DailyTotals: {
+      key: { pk: ['account'], cc: ['day'] },
+      fields: { account: 'ref', day: 'int32', total: 'int64', movements: 'int64' },
+    },
+    // Kept by a sync projector on the audit job: how often it ran and when last.
+    JobRuns: {
+      key: { pk: ['job'], cc: [] },
+      fields: { job: 'qname', runs: 'int64', lastRunAtMs: 'int64' },
     },
   },
   commands: {
@@ -75,6 +86,35 @@ export const bank = definePackage('bank', {
         }
       },
     },
+    DailyTotalsProjector: {
+      on: ['bank.Deposit', 'bank.Transfer'],
+      exec: async (event, state) => {
+        const day = Math.floor(event.registeredAtMs / 86_400_000)
+        const a = event.args
+        const moves: [unknown, number][] = event.qname === 'bank.Deposit'
+          ? [[a.account, a.amount as number]]
+          : [[a.from, -(a.amount as number)], [a.to, a.amount as number]]
+        for (const [account, amount] of moves) {
+          const prev = await state.viewGet('bank.DailyTotals', { account, day })
+          state.viewPut('bank.DailyTotals', { account, day }, {
+            total: ((prev?.total as number) ?? 0) + amount,
+            movements: ((prev?.movements as number) ?? 0) + 1,
+          })
+        }
+      },
+    },
+    JobRunsProjector: {
+      on: ['bank.Audit'],
+      sync: true,
+      exec: async (event, state) => {
+        const prev = await state.viewGet('bank.JobRuns', { job: event.qname })
+        state.viewPut('bank.JobRuns', { job: event.qname }, { runs: ((prev?.runs as number) ?? 0) + 1, lastRunAtMs: event.registeredAtMs })
+      },
+    },
+  },
+  jobs: {
+    // Every minute, in each partition's app workspace: records that the bank was audited.
+    Audit: { cron: '0 * * * * *', exec: (state) => { state.create('bank.AuditRun', { atMs: Date.now() }) } },
   },
 })
 

@@ -20,6 +20,10 @@ export interface VvmConfig {
   queryQueueMax: number
   inflightPerPartitionMax: number
   idempotencyRetentionS: number
+  actualizerBatchEventsMax: number
+  actualizerFlushIntervalMs: number
+  actualizerRetryMaxMs: number
+  rateOverrides: Record<string, { count: number; perSeconds: number; scope?: 'workspace' | 'partition' | 'address' }>
   idempotencyKeyBytesMax: number
   wsHeadsCachedMax: number
   recordsCachedMax: number
@@ -37,7 +41,7 @@ export interface VvmConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
-type Kind = 'int' | 'string' | 'list' | 'enum'
+type Kind = 'int' | 'string' | 'list' | 'enum' | 'json'
 
 interface OptionSpec<K extends keyof VvmConfig = keyof VvmConfig> {
   key: K
@@ -69,6 +73,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'queryQueueMax', flag: 'query-queue-max', kind: 'int', default: 4096, min: 1, max: 1_000_000, help: 'queued queries at most; more get 503' },
   { key: 'inflightPerPartitionMax', flag: 'inflight-per-partition-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'unanswered requests per partition at most; more get 503' },
   { key: 'idempotencyRetentionS', flag: 'idempotency-retention-s', kind: 'int', default: 86400, min: 1, max: 30 * 86400, help: 'how long an Idempotency-Key is remembered' },
+  { key: 'actualizerBatchEventsMax', flag: 'actualizer-batch-events-max', kind: 'int', default: 1000, min: 1, max: 100_000, help: 'events an async projector processes per storage batch at most' },
+  { key: 'actualizerFlushIntervalMs', flag: 'actualizer-flush-interval-ms', kind: 'int', default: 5, min: 0, max: 60_000, help: 'after new events, an actualizer waits this long to project a burst in one batch' },
+  { key: 'actualizerRetryMaxMs', flag: 'actualizer-retry-max-ms', kind: 'int', default: 30_000, min: 100, max: 3_600_000, help: 'longest backoff between retries of a failing async projector (from 100 ms, doubling)' },
+  { key: 'rateOverrides', flag: 'rate-overrides', kind: 'json', default: {}, help: 'JSON {"owner/app:pkg.Func": {"count": n, "perSeconds": s, "scope": "workspace|partition|address"}} replacing declared rates' },
   { key: 'idempotencyKeyBytesMax', flag: 'idempotency-key-bytes-max', kind: 'int', default: 128, min: 8, max: 1024, help: 'longest Idempotency-Key' },
   { key: 'wsHeadsCachedMax', flag: 'ws-heads-cached-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'workspace heads cached per partition' },
   { key: 'recordsCachedMax', flag: 'records-cached-max', kind: 'int', default: 100_000, min: 0, max: 10_000_000, help: 'records cached per partition' },
@@ -92,7 +100,7 @@ export class ConfigError extends Error {
 
 export function defaultConfig(): VvmConfig {
   const c = {} as Record<string, unknown>
-  for (const o of OPTIONS) c[o.key] = Array.isArray(o.default) ? [...o.default] : o.default
+  for (const o of OPTIONS) c[o.key] = Array.isArray(o.default) ? [...o.default] : typeof o.default === 'object' ? { ...o.default } : o.default
   return c as unknown as VvmConfig
 }
 
@@ -157,7 +165,22 @@ function check(o: OptionSpec, v: unknown, where: string): unknown {
     case 'list':
       if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0)) bad('a list of non-empty strings')
       return v
+    case 'json':
+      return checkRateOverrides(v, bad)
   }
+}
+
+function checkRateOverrides(v: unknown, bad: (what: string) => never): unknown {
+  const shape = 'an object {"owner/app:pkg.Func": {"count": positive integer, "perSeconds": positive number, "scope"?: "workspace"|"partition"|"address"}}'
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(shape)
+  for (const [k, r] of Object.entries(v as Record<string, unknown>)) {
+    const rate = r as { count?: unknown; perSeconds?: unknown; scope?: unknown }
+    const ok = /^[^:]+\/[^:]+:[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/.test(k) && typeof r === 'object' && r !== null
+      && Number.isInteger(rate.count) && (rate.count as number) >= 1 && typeof rate.perSeconds === 'number' && rate.perSeconds > 0
+      && (rate.scope === undefined || ['workspace', 'partition', 'address'].includes(rate.scope as string))
+    if (!ok) bad(shape)
+  }
+  return v
 }
 
 function fromText(o: OptionSpec, values: readonly string[], where: string): unknown {
@@ -169,6 +192,12 @@ function fromText(o: OptionSpec, values: readonly string[], where: string): unkn
     }
     case 'list':
       return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s.length > 0)
+    case 'json':
+      try {
+        return JSON.parse(last)
+      } catch {
+        throw new ConfigError(`${where}: '${last}' is not valid JSON`)
+      }
     default:
       return last
   }
@@ -213,7 +242,7 @@ function readConfigFile(path: string): Record<string, unknown> {
 
 export function optionsHelp(): string {
   return OPTIONS.map((o) => {
-    const def = Array.isArray(o.default) ? o.default.join(',') : String(o.default)
+    const def = Array.isArray(o.default) ? o.default.join(',') : typeof o.default === 'object' ? JSON.stringify(o.default) : String(o.default)
     const values = o.values ? ` (${o.values.join('|')})` : ''
     return `  --${o.flag.padEnd(28)} ${o.help}${values}; default ${def}; env ${envName(o)}`
   }).join('\n')

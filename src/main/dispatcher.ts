@@ -14,6 +14,8 @@ export class Dispatcher {
     private readonly partitions: PartitionSet,
     private readonly queries: QueryPool | undefined,
     private readonly rates: RateLimiter,
+    /** Config overrides of declared rates, by "owner/app:pkg.Func". */
+    private readonly rateOverrides: Readonly<Record<string, Rate>> = {},
   ) {}
 
   /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
@@ -22,6 +24,8 @@ export class Dispatcher {
     let rate: Rate | undefined
     if (req.op === Op.COMMAND) rate = app?.commands.get(req.qname)?.rate
     else if (req.op === Op.QUERY) rate = app?.queries.get(req.qname)?.rate
+    else return
+    rate = this.rateOverrides[`${req.app}:${req.qname}`] ?? rate
     if (rate === undefined) return
     const scope = rate.scope ?? 'workspace'
     const who = scope === 'workspace' ? `ws${req.wsid}` : scope === 'partition' ? `p${this.partitions.partitionOf(req.app, req.wsid)}` : `a${address}`

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { Worker } from 'node:worker_threads'
 import { decodeReply, encodeRequest, type EngineRequest } from '../shared/engine-messages.js'
 import { BusyError, VvmError } from '../shared/errors.js'
-import { Control, Stat, type PartitionOptions, type PartitionWorkerData, type WorkerEvent } from '../shared/partition-protocol.js'
+import { Control, Stat, type PartitionOptions, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { RingConsumer, RingProducer, createRing } from '../shared/ring/spsc-ring.js'
 import type { StorageConfig } from '../shared/storage/types.js'
 
@@ -41,14 +41,16 @@ class Partition {
   readonly ready: Promise<void>
   readonly exited: Promise<void>
   private pump: Promise<void> | undefined
+  private deploySeq = 0
+  private readonly deploying = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
 
-  constructor(readonly app: string, readonly index: number, url: string, opts: PartitionSetOptions) {
+  constructor(readonly app: string, readonly index: number, readonly count: number, url: string, opts: PartitionSetOptions) {
     const requestRing = createRing(opts.ringBytes)
     const replyRing = createRing(opts.ringBytes)
     this.producer = new RingProducer(requestRing)
     this.consumer = new RingConsumer(replyRing)
     const data: PartitionWorkerData = {
-      appUrl: url, appQName: app, partition: index, requestRing, replyRing,
+      appUrl: url, appQName: app, partition: index, partitionsCount: count, requestRing, replyRing,
       control: this.control.buffer as SharedArrayBuffer, stats: this.stats.buffer as SharedArrayBuffer,
       storage: opts.storage, options: opts.partition,
     }
@@ -59,6 +61,12 @@ class Partition {
         if (e.type === 'ready') resolve()
         else if (e.type === 'log') opts.log(e.level, `${app}: ${e.msg}`)
         else if (e.type === 'exited') exitedCleanly = true
+        else if (e.type === 'deployed') {
+          const d = this.deploying.get(e.seq)
+          this.deploying.delete(e.seq)
+          if (e.error === undefined) d?.resolve()
+          else d?.reject(new Error(`partition ${index} of ${app}: ${e.error}`))
+        }
         else if (e.type === 'fatal') {
           const err = new Error(`partition worker ${app} p${index} failed: ${e.msg}`)
           reject(err)
@@ -120,6 +128,15 @@ class Partition {
     }
   }
 
+  /** Redeploys (a module URL) or undeploys the app in this worker; resolves when done. */
+  command(cmd: { type: 'deploy'; appUrl: string } | { type: 'undeploy' }): Promise<void> {
+    const seq = ++this.deploySeq
+    return new Promise((resolve, reject) => {
+      this.deploying.set(seq, { resolve, reject })
+      this.worker.postMessage({ ...cmd, seq } satisfies WorkerCommand)
+    })
+  }
+
   /** Asks the worker to finish its ring and exit; resolves when it has. */
   async stop(): Promise<void> {
     Atomics.store(this.control, Control.SHUTDOWN, 1)
@@ -136,7 +153,7 @@ export class PartitionSet {
   private constructor(private readonly opts: PartitionSetOptions) {
     for (const a of opts.apps) {
       const list: Partition[] = []
-      for (let i = 0; i < a.partitions; i++) list.push(new Partition(a.qname, i, a.url, opts))
+      for (let i = 0; i < a.partitions; i++) list.push(new Partition(a.qname, i, a.partitions, a.url, opts))
       this.byApp.set(a.qname, list)
     }
   }
@@ -162,6 +179,22 @@ export class PartitionSet {
     const parts = this.byApp.get(req.app)
     if (parts === undefined) throw new VvmError('NOT_FOUND', `app ${req.app} is not deployed`)
     parts[req.wsid % parts.length]!.submit(req, sink, this.opts.inflightPerPartitionMax)
+  }
+
+  /** Redeploys an app version (a module URL) on all its partitions, or undeploys it. */
+  async deploy(app: string, appUrl: string | undefined): Promise<void> {
+    const parts = this.byApp.get(app)
+    if (parts === undefined) throw new VvmError('NOT_FOUND', `app ${app} is not deployed`)
+    await Promise.all(parts.map((p) => p.command(appUrl === undefined ? { type: 'undeploy' } : { type: 'deploy', appUrl })))
+  }
+
+  /** Events behind the PLog per async projector, by app and partition. */
+  actualizerLags(app: string, projectors: readonly string[]): { partition: number; projector: string; lag: number }[] {
+    const out: { partition: number; projector: string; lag: number }[] = []
+    for (const p of this.byApp.get(app) ?? []) {
+      projectors.slice(0, Stat.ACTUALIZERS_MAX).forEach((projector, i) => out.push({ partition: p.index, projector, lag: p.stats[Stat.ACTUALIZER_LAG_BASE + i]! }))
+    }
+    return out
   }
 
   /** Per-partition figures for metrics and the admin view. */

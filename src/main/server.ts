@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import uws from 'uWebSockets.js'
 import { pino, type Logger } from 'pino'
-import { loadApps } from '../shared/app-loader.js'
+import { loadApp, loadApps } from '../shared/app-loader.js'
 import type { AppDef } from '../shared/appdef/types.js'
 import { decodeStored, encodeStored, metaKey, type StoredMeta } from '../shared/layout.js'
 import { openStorageProvider } from '../shared/storage/index.js'
@@ -38,6 +38,14 @@ export interface VvmServer {
   readonly log: Logger
   /** From now on every request gets 503 (leadership lost, or shutting down). */
   stopServing(): void
+  /**
+   * Deploys a new version of a deployed app (its module URL; the same file needs a new URL,
+   * e.g. `?v=2`): its partitions cancel their actualizers and schedulers and start the new
+   * version's. The query pool keeps the version it started with until restart.
+   */
+  redeployApp(appQName: string, moduleUrl: string): Promise<void>
+  /** Stops an app's actualizers and schedulers; its requests get 404 until redeployed. */
+  undeployApp(appQName: string): Promise<void>
   close(): Promise<void>
 }
 
@@ -83,6 +91,9 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       ringBytes: config.ringBytes,
       inflightPerPartitionMax: config.inflightPerPartitionMax,
       partition: {
+        actualizerBatchEventsMax: config.actualizerBatchEventsMax,
+        actualizerFlushIntervalMs: config.actualizerFlushIntervalMs,
+        actualizerRetryMaxMs: config.actualizerRetryMaxMs,
         idempotencyTtlSeconds: config.idempotencyRetentionS,
         batchCommandsMax: config.batchCommandsMax,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
@@ -94,9 +105,9 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     queries = provider.sharedAcrossThreads
       ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, log: logFn })
       : undefined
-    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax))
+    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides)
     const metrics = new ServerMetrics()
-    registerEngineGauges(metrics, partitions, queries)
+    registerEngineGauges(metrics, apps, partitions, queries)
     const app = uws.App()
     // Before the HTTP routes, whose catch-all `/*` would otherwise answer the upgrade.
     const wsApi = registerWsApi(app, {
@@ -142,6 +153,16 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     return {
       port, metricsPort, metrics, apps, partitions: parts, queries: pool, log,
       stopServing: () => { serving = false },
+      redeployApp: async (qname, url) => {
+        const next = await loadApp(url)
+        if (next.qname !== qname) throw new ConfigError(`module ${url} defines app ${next.qname}, not ${qname}`)
+        await parts.deploy(qname, url)
+        apps.set(qname, next)
+      },
+      undeployApp: async (qname) => {
+        await parts.deploy(qname, undefined)
+        apps.delete(qname)
+      },
       close: () => (closing ??= close()),
     }
   } catch (err) {
@@ -153,7 +174,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
 }
 
 /** Figures sampled from the partition workers' stats slots and the query pool at scrape time. */
-function registerEngineGauges(m: ServerMetrics, partitions: PartitionSet, queries: QueryPool | undefined): void {
+function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef>, partitions: PartitionSet, queries: QueryPool | undefined): void {
   const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
     partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
   m.registry.gauge('vvm_partition_inflight', 'requests handed to the partition and not yet answered', per((s) => s.pending))
@@ -164,6 +185,9 @@ function registerEngineGauges(m: ServerMetrics, partitions: PartitionSet, querie
   m.registry.gauge('vvm_partition_commit_seconds_total', 'time spent in group commits', per((s) => s.commitMsTotal / 1000), 'counter')
   m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
   m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
+  m.registry.gauge('vvm_actualizer_lag_events', 'events an async projector is behind its partition PLog', () =>
+    [...apps.values()].flatMap((a) => partitions.actualizerLags(a.qname, a.asyncProjectors.map((p) => p.qname))
+      .map((l) => ({ labels: { app: a.qname, partition: l.partition, projector: l.projector }, value: l.lag }))))
   if (queries !== undefined) {
     m.registry.gauge('vvm_query_queue_size', 'queries waiting for a query processor', () => [{ labels: {}, value: queries.stats.queueSize }])
     m.registry.gauge('vvm_query_completed_total', 'queries completed', () => [{ labels: {}, value: queries.stats.completed }], 'counter')

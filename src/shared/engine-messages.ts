@@ -11,6 +11,8 @@ export const Op = {
   DOC_CREATE: 2,
   DOC_UPDATE: 3,
   DOC_DEACTIVATE: 4,
+  /** A scheduled job's run, queued by the partition's scheduler (never from clients). */
+  JOB: 5,
   QUERY: 10,
   DOC_GET: 11,
   CDOCS: 12,

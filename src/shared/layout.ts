@@ -37,6 +37,13 @@ export const LOG_CHUNK_OFFSETS = 4096
 /** Raw ids (< 2^16) name records created in the same request; real ids start above them. */
 export const RAW_ID_MAX = 65535
 export const FIRST_RECORD_ID = 65536
+/** App workspaces (one per partition, where jobs write) are numbered from here. */
+export const APP_WORKSPACE_BASE = 2 ** 40
+
+/** The app workspace of a partition: the first id >= APP_WORKSPACE_BASE with wsid % partitions === partition. */
+export function appWorkspaceOf(partition: number, partitions: number): number {
+  return APP_WORKSPACE_BASE - (APP_WORKSPACE_BASE % partitions) + partition
+}
 
 const EMPTY = new Uint8Array(0)
 const utf8 = new TextEncoder()

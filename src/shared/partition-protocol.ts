@@ -18,10 +18,16 @@ export const Stat = {
   COMMIT_MS_TOTAL: 3,
   LAST_BATCH_SIZE: 4,
   PLOG_OFFSET: 5,
-  SLOTS: 8,
+  /** Events behind the PLog for each async projector of the app, in definition order. */
+  ACTUALIZER_LAG_BASE: 8,
+  ACTUALIZERS_MAX: 64,
+  SLOTS: 8 + 64,
 } as const
 
 export interface PartitionOptions {
+  actualizerBatchEventsMax: number
+  actualizerFlushIntervalMs: number
+  actualizerRetryMaxMs: number
   idempotencyTtlSeconds: number
   batchCommandsMax: number
   wsHeadsCachedMax: number
@@ -32,6 +38,8 @@ export interface PartitionWorkerData {
   appUrl: string
   appQName: string
   partition: number
+  /** How many partitions the app has (for its app workspace id). */
+  partitionsCount: number
   requestRing: RingShape
   replyRing: RingShape
   control: SharedArrayBuffer
@@ -40,8 +48,14 @@ export interface PartitionWorkerData {
   options: PartitionOptions
 }
 
+/** Main → worker, over postMessage (rare, coarse). */
+export type WorkerCommand =
+  | { type: 'deploy'; appUrl: string; seq: number }
+  | { type: 'undeploy'; seq: number }
+
 export type WorkerEvent =
   | { type: 'ready'; plogOffset: number }
+  | { type: 'deployed'; seq: number; error?: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
   | { type: 'fatal'; msg: string }
   | { type: 'exited' }

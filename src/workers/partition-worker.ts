@@ -4,12 +4,14 @@
 
 import { parentPort, workerData } from 'node:worker_threads'
 import { loadApp } from '../shared/app-loader.js'
-import { decodeRequest, encodeReply, isWriteOp, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
+import { Op, ReplyFormat, decodeRequest, encodeReply, isWriteOp, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
+import { appWorkspaceOf } from '../shared/layout.js'
+import { PartitionDeployment } from './actualizer/deployment.js'
 import { VvmError } from '../shared/errors.js'
 import { renderError } from '../shared/reply.js'
 import { RingConsumer, RingProducer } from '../shared/ring/spsc-ring.js'
 import { openStorageProvider } from '../shared/storage/index.js'
-import { Control, Stat, type PartitionWorkerData, type WorkerEvent } from '../shared/partition-protocol.js'
+import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { CommandProcessor, type BatchStats } from './command/processor.js'
 import { PartitionState } from './command/partition-state.js'
 import { QueryProcessor } from './query/query-processor.js'
@@ -19,6 +21,9 @@ const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
 /** How long one wait lasts before the loop looks at the shutdown word again. */
 const IDLE_WAIT_MS = 1000
+const ACTUALIZER_RETRY_MIN_MS = 100
+/** Lags are also published after each batch; the timer covers actualizers catching up while idle. */
+const LAG_PUBLISH_MS = 500
 const REPLY_SPACE_WAIT_MS = 100
 
 async function main(): Promise<void> {
@@ -42,20 +47,65 @@ async function main(): Promise<void> {
   // With a storage that is not shared across threads (mem), this worker also serves the reads
   // of its workspaces; otherwise reads go to the query pool and never arrive here.
   const queries = provider.sharedAcrossThreads ? undefined : new QueryProcessor(new Map([[app.qname, app]]), () => storage, extensions)
+  // Jobs due are queued here and run through the command path; at most one pending run per job.
+  const jobsDue: EngineRequest[] = []
+  const jobsPending = new Set<string>()
+  const appWorkspace = appWorkspaceOf(data.partition, data.partitionsCount)
+  const deployment = new PartitionDeployment(storage, data.partition, extensions, {
+    batchEventsMax: data.options.actualizerBatchEventsMax,
+    flushIntervalMs: data.options.actualizerFlushIntervalMs,
+    retryDelayMinMs: ACTUALIZER_RETRY_MIN_MS,
+    retryDelayMaxMs: data.options.actualizerRetryMaxMs,
+    log: (level, msg) => post({ type: 'log', level, msg: `partition ${data.partition}: ${msg}` }),
+    runJob: (jobApp, job) => {
+      if (jobsPending.has(job.qname)) {
+        post({ type: 'log', level: 'warn', msg: `partition ${data.partition}: job ${job.qname} is still pending; this run is skipped` })
+        return
+      }
+      jobsPending.add(job.qname)
+      jobsDue.push({ reqId: 0, op: Op.JOB, format: ReplyFormat.JSON_V2, app: jobApp.qname, wsid: appWorkspace, qname: job.qname, id: 0, idempotencyKey: null, body: undefined, params: null })
+      requests.interruptWait()
+    },
+  })
+  await deployment.deploy(app, part.plogOffset)
+  const onCommand = async (m: WorkerCommand): Promise<void> => {
+    try {
+      if (m.type === 'deploy') {
+        const next = await loadApp(m.appUrl)
+        if (next.qname !== data.appQName) throw new Error(`module ${m.appUrl} defines ${next.qname}, not ${data.appQName}`)
+        await deployment.deploy(next, part.plogOffset)
+        processor.app = next
+      } else {
+        await deployment.undeploy()
+        processor.app = undefined
+      }
+      post({ type: 'deployed', seq: m.seq })
+    } catch (err) {
+      post({ type: 'deployed', seq: m.seq, error: (err as Error).message })
+    }
+  }
+  const onMessage = (m: WorkerCommand): void => void onCommand(m)
+  parentPort!.on('message', onMessage)
   stats[Stat.PLOG_OFFSET] = part.plogOffset
   post({ type: 'ready', plogOffset: part.plogOffset })
 
   const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
   const batch: EngineRequest[] = []
   const onFrame = (f: Uint8Array): void => { batch.push(decodeRequest(f)) }
+  const publishLags = (): void => {
+    const lags = deployment.lags()
+    for (let i = 0; i < Math.min(lags.length, Stat.ACTUALIZERS_MAX); i++) stats[Stat.ACTUALIZER_LAG_BASE + i] = lags[i]!
+  }
+  const lagTimer = setInterval(publishLags, LAG_PUBLISH_MS)
   for (;;) {
-    if (!requests.hasData()) {
+    if (!requests.hasData() && jobsDue.length === 0) {
       if (Atomics.load(control, Control.SHUTDOWN) !== 0) break
       await requests.waitForData(IDLE_WAIT_MS)
       continue
     }
     batch.length = 0
     requests.drain(onFrame, data.options.batchCommandsMax)
+    for (const j of jobsDue.splice(0)) batch.push(j)
     const writes = batch.filter((r) => isWriteOp(r.op))
     const out = await processor.processBatch(writes, batchStats)
     for (const r of batch) {
@@ -68,8 +118,20 @@ async function main(): Promise<void> {
     stats[Stat.COMMITTED] = batchStats.committed
     stats[Stat.COMMIT_MS_TOTAL] = batchStats.commitMs
     stats[Stat.PLOG_OFFSET] = part.plogOffset
-    await sendReplies(replies, out)
+    deployment.notifyCommitted(part.plogOffset)
+    publishLags()
+    await sendReplies(replies, out.filter((r, i) => {
+      if (r.reqId !== 0) return true
+      // A job's run: nobody waits for its reply; it is logged.
+      const job = writes[i]!
+      jobsPending.delete(job.qname)
+      post({ type: 'log', level: r.status < 300 ? 'info' : 'error', msg: `partition ${data.partition}: job ${job.qname} ${r.status < 300 ? 'ran' : `failed (${r.status}): ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`}` })
+      return false
+    }))
   }
+  clearInterval(lagTimer)
+  parentPort!.off('message', onMessage)
+  await deployment.undeploy()
   await extensions.close()
   await provider.close()
   post({ type: 'exited' })

@@ -1,10 +1,68 @@
-// Range reads of view rows straight from storage (query processors, and command processors
-// before they merge their staged rows).
+// View reads for processors: straight from storage (query processors), or storage merged with
+// rows staged by the current transaction (command processors, actualizers), so an extension
+// reads its own and its predecessors' uncommitted writes.
 
+import type { ResolvedView } from '../shared/appdef/types.js'
+import type { Row, ViewRange } from '../shared/appdef/state.js'
+import { viewPk } from '../shared/layout.js'
+import { compareBytes } from '../shared/storage/keys.js'
 import type { IAppStorage, StorageRow } from '../shared/storage/types.js'
+import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, viewRowKeys } from '../shared/view-codec.js'
+
+export interface StagedViewRow {
+  pk: Uint8Array
+  cc: Uint8Array
+  value: Uint8Array
+}
+
+/** Staged view rows keyed by `viewRowKey(pk, cc)`. */
+export type ViewStaging = Map<string, StagedViewRow>
+
+/** Why 10,000: one extension read stays a few MiB; more is a scan that belongs in a query. */
+export const VIEW_READ_ROWS_MAX = 10_000
+
+export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
+  return Buffer.from(pk).toString('hex') + '/' + Buffer.from(cc).toString('hex')
+}
 
 export function readViewRange(
   storage: IAppStorage, pk: Uint8Array, ccFrom: Uint8Array | undefined, ccTo: Uint8Array | undefined, limit: number, reverse: boolean,
 ): AsyncIterable<StorageRow> {
   return storage.read(pk, { ccFrom, ccTo, limit, reverse })
+}
+
+/** One row by full key: the newest staging first, then storage. */
+export async function getMergedView(storage: IAppStorage, stagings: readonly ViewStaging[], view: ResolvedView, wsid: number, key: Row): Promise<Row | undefined> {
+  const { pk, cc } = viewRowKeys(view, wsid, key)
+  const k = viewRowKey(pk, cc)
+  for (let i = stagings.length - 1; i >= 0; i--) {
+    const s = stagings[i]!.get(k)
+    if (s !== undefined) return decodeViewRow(view, key, cc, s.value)
+  }
+  const bytes = await storage.get(pk, cc)
+  return bytes === undefined ? undefined : decodeViewRow(view, key, cc, bytes)
+}
+
+/** Rows of one partition key in clustering order, storage merged with stagings (oldest first). */
+export async function* readMergedView(
+  storage: IAppStorage, stagings: readonly ViewStaging[], view: ResolvedView, wsid: number, pkRow: Row, range: ViewRange = {},
+): AsyncIterable<Row> {
+  const limit = Math.min(range.limit ?? VIEW_READ_ROWS_MAX, VIEW_READ_ROWS_MAX)
+  const pk = viewPk(wsid, view.qname, encodePkTuple(view, pkRow))
+  const from = range.from ? encodeCcTuple(view, range.from, ccPrefixLength(view, range.from)) : undefined
+  const to = range.to ? encodeCcTuple(view, range.to, ccPrefixLength(view, range.to)) : undefined
+  const rows = new Map<string, { cc: Uint8Array; value: Uint8Array }>()
+  // The top `limit` rows of the merge are among storage's top `limit` and the staged rows.
+  for await (const r of readViewRange(storage, pk, from, to, limit, range.reverse === true)) rows.set(viewRowKey(pk, r.cc), r)
+  for (const staging of stagings) {
+    for (const [k, s] of staging) {
+      if (compareBytes(s.pk, pk) !== 0) continue
+      if (from && compareBytes(s.cc, from) < 0) continue
+      if (to && compareBytes(s.cc, to) >= 0) continue
+      rows.set(k, { cc: s.cc, value: s.value })
+    }
+  }
+  const sign = range.reverse ? -1 : 1
+  const sorted = [...rows.values()].sort((a, b) => compareBytes(a.cc, b.cc) * sign)
+  for (const r of sorted.slice(0, limit)) yield decodeViewRow(view, pkRow, r.cc, r.value)
 }

@@ -1,8 +1,9 @@
 // definePackage / defineApp (seed 001). Definitions are validated here, at load: a bad one is
 // refused with a DefinitionError that names the package, the item and what is wrong.
 
+import { Cron } from 'croner'
 import type {
-  AppDef, AppOptions, CommandDef, FieldSpec, FieldType, Fields, Package, PackageDef, ProjectorDef, QueryDef,
+  AppDef, AppOptions, CommandDef, JobDef, ResolvedJob, FieldSpec, FieldType, Fields, Package, PackageDef, ProjectorDef, QueryDef,
   Rate, ResolvedCommand, ResolvedField, ResolvedProjector, ResolvedQuery, ResolvedTable, ResolvedView, TableDef, ViewDef, WasmRef,
 } from './types.js'
 
@@ -65,6 +66,7 @@ class AppBuilder {
   readonly commands = new Map<string, ResolvedCommand>()
   readonly queries = new Map<string, ResolvedQuery>()
   readonly projectors = new Map<string, ResolvedProjector>()
+  readonly jobs = new Map<string, ResolvedJob>()
   private readonly names = new Set<string>()
 
   constructor(readonly qname: string) {}
@@ -102,13 +104,24 @@ class AppBuilder {
       if (!Array.isArray(p.on) || p.on.length === 0) throw this.err(q, `'on' must list at least one command or table`)
       this.projectors.set(q, { qname: q, on: [...p.on], sync: p.sync === true, exec: p.exec })
     }
+    for (const [name, j] of entries<JobDef>(pkg.def.jobs)) {
+      const q = this.claim(pkg, name, 'job')
+      this.checkExec(q, j?.exec)
+      if (typeof j.cron !== 'string') throw this.err(q, `cron must be a cron expression string`)
+      try {
+        new Cron(j.cron, { paused: true }).stop()
+      } catch (err) {
+        throw this.err(q, `cron '${j.cron}' is invalid: ${(err as Error).message}`)
+      }
+      this.jobs.set(q, { qname: q, cron: j.cron, exec: j.exec })
+    }
   }
 
   build(options: AppOptions): AppDef {
     const syncOn = new Map<string, ResolvedProjector[]>()
     for (const p of this.projectors.values()) {
       for (const trigger of p.on) {
-        if (!this.commands.has(trigger) && !this.tables.has(trigger)) throw this.err(p.qname, `'on' names '${trigger}', which is neither a command nor a table of the app`)
+        if (!this.commands.has(trigger) && !this.tables.has(trigger) && !this.jobs.has(trigger) && trigger !== 'sys.CUD') throw this.err(p.qname, `'on' names '${trigger}', which is neither a command nor a table of the app`)
         if (!p.sync) continue
         const list = syncOn.get(trigger) ?? []
         list.push(p)
@@ -121,6 +134,8 @@ class AppBuilder {
       partitions: options.partitions,
       tables: this.tables, views: this.views, commands: this.commands, queries: this.queries, projectors: this.projectors,
       syncProjectorsOn: syncOn,
+      asyncProjectors: [...this.projectors.values()].filter((p) => !p.sync),
+      jobs: this.jobs,
     })
   }
 

@@ -80,12 +80,20 @@ export interface ProjectorDef {
   readonly exec: ((event: ProjectorEvent, state: ProjectorState) => void | Promise<void>) | WasmRef
 }
 
+export interface JobDef {
+  /** Cron expression (croner): 5 fields, or 6 with seconds first (every 10 s: '0/10 * * * * *'). */
+  readonly cron: string
+  /** Runs per app partition, in the partition's app workspace, through the command path. */
+  readonly exec: ((state: CommandState) => void | Promise<void>) | WasmRef
+}
+
 export interface PackageDef {
   readonly tables?: Readonly<Record<string, TableDef>>
   readonly views?: Readonly<Record<string, ViewDef>>
   readonly commands?: Readonly<Record<string, CommandDef>>
   readonly queries?: Readonly<Record<string, QueryDef>>
   readonly projectors?: Readonly<Record<string, ProjectorDef>>
+  readonly jobs?: Readonly<Record<string, JobDef>>
 }
 
 export interface Package {
@@ -112,6 +120,15 @@ export interface AppDef {
   readonly projectors: ReadonlyMap<string, ResolvedProjector>
   /** Sync projectors by the qname that triggers them. */
   readonly syncProjectorsOn: ReadonlyMap<string, readonly ResolvedProjector[]>
+  /** Async projectors, in definition order (an actualizer each per partition). */
+  readonly asyncProjectors: readonly ResolvedProjector[]
+  readonly jobs: ReadonlyMap<string, ResolvedJob>
+}
+
+export interface ResolvedJob {
+  readonly qname: string
+  readonly cron: string
+  readonly exec: JobDef['exec']
 }
 
 export interface ResolvedField {

@@ -5,16 +5,14 @@ import type { AppDef, ResolvedTable, ResolvedView } from '../../shared/appdef/ty
 import type { CommandState, ProjectorState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import { NotFoundError, ValidationError, VvmError } from '../../shared/errors.js'
-import { toRecordRow, viewPk, type StoredRecord, type StoredWsHead } from '../../shared/layout.js'
-import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
-import { compareBytes } from '../../shared/storage/keys.js'
+import { toRecordRow, type StoredRecord, type StoredWsHead } from '../../shared/layout.js'
+import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
 import { recordKey, type PartitionState } from './partition-state.js'
-import { Staging, viewRowKey } from './staging.js'
-import { readViewRange } from '../read-views.js'
+import { Staging } from './staging.js'
+import { getMergedView, readMergedView, viewRowKey } from '../read-views.js'
 
 /** Why 100: a command creating more records than this is a bulk import, not a command. */
 export const RECORDS_PER_COMMAND_MAX = 100
-export const VIEW_READ_ROWS_MAX = 10_000
 
 export class CommandTx implements CommandState, ProjectorState {
   readonly staged = new Staging()
@@ -87,34 +85,11 @@ export class CommandTx implements CommandState, ProjectorState {
   }
 
   async viewGet(view: string, key: Row): Promise<Row | undefined> {
-    const v = this.view(view)
-    const { pk, cc } = viewRowKeys(v, this.wsid, key)
-    const rk = viewRowKey(pk, cc)
-    const staged = this.staged.views.get(rk) ?? this.batch.views.get(rk)
-    if (staged !== undefined) return decodeViewRow(v, key, cc, staged.value)
-    const bytes = await this.part.storage.get(pk, cc)
-    return bytes === undefined ? undefined : decodeViewRow(v, key, cc, bytes)
+    return getMergedView(this.part.storage, [this.batch.views, this.staged.views], this.view(view), this.wsid, key)
   }
 
-  async *viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
-    const v = this.view(view)
-    const limit = Math.min(range.limit ?? VIEW_READ_ROWS_MAX, VIEW_READ_ROWS_MAX)
-    const pk = viewPk(this.wsid, v.qname, encodePkTuple(v, pkRow))
-    const from = range.from ? encodeCcTuple(v, range.from, ccPrefixLength(v, range.from)) : undefined
-    const toPrefix = range.to ? encodeCcTuple(v, range.to, ccPrefixLength(v, range.to)) : undefined
-    // Rows from storage, then staged rows of the same pk in range replace or join them.
-    const rows = new Map<string, { cc: Uint8Array; value: Uint8Array }>()
-    for await (const r of readViewRange(this.part.storage, pk, from, toPrefix, limit, range.reverse === true)) rows.set(viewRowKey(pk, r.cc), r)
-    for (const staging of [this.batch, this.staged]) {
-      for (const [k, s] of staging.views) {
-        if (compareBytes(s.pk, pk) !== 0) continue
-        if (from && compareBytes(s.cc, from) < 0) continue
-        if (toPrefix && compareBytes(s.cc, toPrefix) >= 0) continue
-        rows.set(k, { cc: s.cc, value: s.value })
-      }
-    }
-    const sorted = [...rows.values()].sort((a, b) => compareBytes(a.cc, b.cc) * (range.reverse ? -1 : 1))
-    for (const r of sorted.slice(0, limit)) yield decodeViewRow(v, pkRow, r.cc, r.value)
+  viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
+    return readMergedView(this.part.storage, [this.batch.views, this.staged.views], this.view(view), this.wsid, pkRow, range)
   }
 
   viewPut(view: string, key: Row, value: Row): void {

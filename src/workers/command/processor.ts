@@ -4,7 +4,8 @@
 // Only after the batch is durable are its commands acknowledged. A failed command stages
 // nothing; a failed commit acknowledges nothing.
 
-import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/appdef/types.js'
+import type { AppDef, ProjectorEvent, ResolvedCommand, ResolvedJob, ResolvedProjector } from '../../shared/appdef/types.js'
+import { isWasmRef } from '../../shared/appdef/define.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import type { ExtensionRunner } from '../extensions.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
@@ -42,7 +43,8 @@ interface Cud {
 
 export class CommandProcessor {
   constructor(
-    readonly app: AppDef,
+    /** The deployed version; replaced on redeploy, undefined while undeployed. */
+    public app: AppDef | undefined,
     readonly part: PartitionState,
     readonly storage: IAppStorage,
     readonly opts: CommandProcessorOptions,
@@ -82,8 +84,10 @@ export class CommandProcessor {
   private async execOne(req: EngineRequest, batch: Staging): Promise<EngineReply> {
     let stage: Stage = 'decode'
     try {
+      const app = this.app
+      if (app === undefined) throw new NotFoundError(`app ${req.app} is not deployed`)
       const body = decodeBody(req.body)
-      const tx = new CommandTx(this.app, this.part, batch, req.wsid)
+      const tx = new CommandTx(app, this.part, batch, req.wsid)
       stage = 'load workspace'
       await tx.loadWorkspace()
       if (req.idempotencyKey !== null) {
@@ -97,8 +101,8 @@ export class CommandProcessor {
       let args: Record<string, unknown> = {}
       switch (req.op) {
         case Op.COMMAND: {
-          const cmd = this.app.commands.get(req.qname)
-          if (cmd === undefined) throw new NotFoundError(`command ${req.qname} is not defined in app ${this.app.qname}`, req.qname)
+          const cmd = app.commands.get(req.qname)
+          if (cmd === undefined) throw new NotFoundError(`command ${req.qname} is not defined in app ${app.qname}`, req.qname)
           stage = 'validate'
           const b = objectBody(body, req.qname)
           args = validateFields(cmd.args, b.args, 'full', req.qname, 'args')
@@ -107,9 +111,18 @@ export class CommandProcessor {
           stage = 'cuds'
           const newIDs = await applyCuds(tx, cuds)
           stage = 'execute'
-          const result = await this.extensions.command(this.app, cmd, { ...args, ...unlogged }, tx)
+          const result = await this.extensions.command(app, cmd, { ...args, ...unlogged }, tx)
           if (result !== undefined && (typeof result !== 'object' || Array.isArray(result))) throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
           outcome = { wlogOffset: 0, newIDs, result }
+          eventQName = req.qname
+          break
+        }
+        case Op.JOB: {
+          const job = app.jobs.get(req.qname)
+          if (job === undefined) throw new NotFoundError(`job ${req.qname} is not defined in app ${app.qname}`, req.qname)
+          stage = 'execute'
+          await this.extensions.command(app, jobAsCommand(job), {}, tx)
+          outcome = { wlogOffset: 0, newIDs: {}, result: undefined }
           eventQName = req.qname
           break
         }
@@ -142,7 +155,7 @@ export class CommandProcessor {
       stage = 'validate records'
       await validateRefs(tx)
       stage = 'sync projectors'
-      await this.runSyncProjectors(tx, event, this.part.plogOffset + batch.events.length + 1)
+      await this.runSyncProjectors(app, tx, event, this.part.plogOffset + batch.events.length + 1)
       stage = 'stage'
       tx.staged.events.push({ partition: this.part.partition, plogOffset: this.part.plogOffset + batch.events.length + 1, event })
       tx.staged.wsHeads.set(req.wsid, tx.wsHeadStaged)
@@ -166,16 +179,16 @@ export class CommandProcessor {
     return { q: qname, ws: tx.wsid, wo: head.wo, t: Date.now(), a: args, c }
   }
 
-  private async runSyncProjectors(tx: CommandTx, event: StoredEvent, plogOffset: number): Promise<void> {
+  private async runSyncProjectors(app: AppDef, tx: CommandTx, event: StoredEvent, plogOffset: number): Promise<void> {
     const triggered = new Set<ResolvedProjector>()
-    for (const p of this.app.syncProjectorsOn.get(event.q) ?? []) triggered.add(p)
-    for (const cud of event.c) for (const p of this.app.syncProjectorsOn.get(cud.t) ?? []) triggered.add(p)
+    for (const p of app.syncProjectorsOn.get(event.q) ?? []) triggered.add(p)
+    for (const cud of event.c) for (const p of app.syncProjectorsOn.get(cud.t) ?? []) triggered.add(p)
     if (triggered.size === 0) return
     const pe: ProjectorEvent = {
       qname: event.q, wsid: event.ws, plogOffset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
       cuds: event.c.map((x) => ({ id: x.id, table: x.t, isNew: x.n, fields: x.f })),
     }
-    for (const p of triggered) await this.extensions.projector(this.app, p, pe, tx)
+    for (const p of triggered) await this.extensions.projector(app, p, pe, tx)
   }
 
   private async findIdempotent(wsid: number, key: string, batch: Staging): Promise<IdempotentReply | undefined> {
@@ -185,6 +198,22 @@ export class CommandProcessor {
     const bytes = await this.storage.get(k.pk, k.cc)
     return bytes === undefined ? undefined : decodeStored<IdempotentReply>(bytes)
   }
+}
+
+const jobCommands = new WeakMap<ResolvedJob, ResolvedCommand>()
+
+/** A job runs as a command without arguments: same pipeline, same extension runner. */
+function jobAsCommand(job: ResolvedJob): ResolvedCommand {
+  let cmd = jobCommands.get(job)
+  if (cmd === undefined) {
+    const exec = job.exec
+    cmd = {
+      qname: job.qname, args: new Map(), unloggedArgs: new Map(), rate: undefined,
+      exec: isWasmRef(exec) ? exec : (_args, state) => exec(state),
+    }
+    jobCommands.set(job, cmd)
+  }
+  return cmd
 }
 
 export function errorReply(req: EngineRequest, e: VvmError): EngineReply {

@@ -9,6 +9,7 @@ import {
 } from '../../shared/layout.js'
 import { recordKey } from './partition-state.js'
 import type { CommandOutcome } from '../../shared/reply.js'
+import type { ViewStaging } from '../read-views.js'
 
 export interface StagedRecord {
   wsid: number
@@ -17,11 +18,6 @@ export interface StagedRecord {
   isNew: boolean
 }
 
-export interface StagedViewRow {
-  pk: Uint8Array
-  cc: Uint8Array
-  value: Uint8Array
-}
 
 export interface StagedEvent {
   partition: number
@@ -39,7 +35,7 @@ export class Staging {
   readonly wsHeads = new Map<number, StoredWsHead>()
   readonly records = new Map<string, StagedRecord>()
   /** Keyed by `viewRowKey(pk, cc)`. */
-  readonly views = new Map<string, StagedViewRow>()
+  readonly views: ViewStaging = new Map()
   readonly events: StagedEvent[] = []
   readonly idempotent = new Map<string, { wsid: number; key: string; reply: IdempotentReply }>()
 
@@ -97,8 +93,5 @@ const EMPTY = new Uint8Array(0)
 
 export const stagedRecordKey = recordKey
 
-export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
-  return Buffer.from(pk).toString('hex') + '/' + Buffer.from(cc).toString('hex')
-}
 
 export const idempotentKey = (wsid: number, key: string): string => `${wsid}/${key}`

@@ -12,10 +12,10 @@ import { collectionPk, decodeStored, recordCc, recordsPk, toRecordRow, viewPk, t
 import { renderError, renderObject, renderResults } from '../../shared/reply.js'
 import { prefixEnd, readU64be } from '../../shared/storage/keys.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
-import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, viewRowKeys } from '../../shared/view-codec.js'
-import { readViewRange } from '../read-views.js'
+import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple } from '../../shared/view-codec.js'
+import { getMergedView, readMergedView, readViewRange } from '../read-views.js'
 import { decodeBody } from '../decode-body.js'
-import { LIMIT_MAX, finishRows, parseConstraints, type Constraints } from './constraints.js'
+import { finishRows, parseConstraints, type Constraints } from './constraints.js'
 
 /** Why 100,000: a filter over more rows than this is a full scan that belongs in a view. */
 export const SCAN_ROWS_MAX = 100_000
@@ -128,20 +128,12 @@ export class StorageReadState implements QueryState {
     return bytes === undefined ? undefined : toRecordRow(id, decodeStored<StoredRecord>(bytes))
   }
 
-  async viewGet(view: string, key: Row): Promise<Row | undefined> {
-    const v = this.view(view)
-    const { pk, cc } = viewRowKeys(v, this.wsid, key)
-    const bytes = await this.storage.get(pk, cc)
-    return bytes === undefined ? undefined : decodeViewRow(v, key, cc, bytes)
+  viewGet(view: string, key: Row): Promise<Row | undefined> {
+    return getMergedView(this.storage, [], this.view(view), this.wsid, key)
   }
 
-  async *viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
-    const v = this.view(view)
-    const pk = viewPk(this.wsid, v.qname, encodePkTuple(v, pkRow))
-    const from = range.from ? encodeCcTuple(v, range.from, ccPrefixLength(v, range.from)) : undefined
-    const to = range.to ? encodeCcTuple(v, range.to, ccPrefixLength(v, range.to)) : undefined
-    const limit = Math.min(range.limit ?? LIMIT_MAX, SCAN_ROWS_MAX)
-    for await (const r of readViewRange(this.storage, pk, from, to, limit, range.reverse === true)) yield decodeViewRow(v, pkRow, r.cc, r.value)
+  viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
+    return readMergedView(this.storage, [], this.view(view), this.wsid, pkRow, range)
   }
 
   private view(qname: string): ResolvedView {

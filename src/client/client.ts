@@ -1,0 +1,679 @@
+// The SDK's connection: calls with client-chosen request ids, many in flight, answered in any
+// order; a per-call timeout; reconnect with backoff and jitter; calls that are safe to repeat
+// (reads, and writes with an idempotency key, which the SDK adds by default) are sent again
+// after a lost connection or a 503, so a retried command is never applied twice.
+//
+// Bounds: at most the server's `inflightMax` calls are on the wire; up to `pendingMax` more wait
+// here (more are refused at once with code BUSY); each call is sent at most `retriesMax + 1` times.
+
+import {
+  CloseCode, FrameType, OP_RULES, PROTOCOL_VERSIONS, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
+  decodeServerFrame, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireOpCode, type WireParams,
+} from '../shared/protocol/index.js'
+import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
+import { OPEN, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
+
+export interface ReconnectOptions {
+  /** First delay after a lost connection; doubles per failed attempt up to delayMaxMs. Default 100. */
+  delayMinMs?: number
+  /** Default 5000. */
+  delayMaxMs?: number
+  /** Attempts in a row before the client gives up and closes; default unlimited. */
+  attemptsMax?: number
+}
+
+export interface ConnectOptions {
+  /** Default app (`owner/name`) of calls that do not name one. */
+  app?: string
+  /** Default workspace of calls that do not name one. */
+  wsid?: number
+  /** Sent in HELLO; a function is asked again on every (re)connect, so it can refresh the token. */
+  token?: string | (() => string | Promise<string>)
+  /** Per-call timeout, from the call until its reply. Default 30,000. */
+  timeoutMs?: number
+  /** Time for one connection attempt up to WELCOME. Default 10,000. */
+  connectTimeoutMs?: number
+  /** Reconnect after a lost connection (default true). */
+  reconnect?: boolean | ReconnectOptions
+  /** Times a call is sent again after a lost connection or a 503. Default 10. */
+  retriesMax?: number
+  /** Calls waiting to be sent (over inflightMax, or while reconnecting) at most. Default 100,000. */
+  pendingMax?: number
+  /** Keep-alive PING interval; a connection silent for two intervals is taken as dead. 0: off. Default: a third of the server's idle timeout, at most 30 s. */
+  keepAliveMs?: number
+  /** The WebSocket implementation; default the global one, else the `ws` package. */
+  WebSocket?: WebSocketConstructor
+  onStateChange?: (state: ClientState, detail: { closeCode?: number; closeReason?: string; error?: Error }) => void
+  /** Server pushes (reserved for subscriptions). */
+  onPush?: (subscriptionId: number, seq: number, body: unknown) => void
+  /** Connection-level errors the server reported (request id 0) or undecodable server frames. */
+  onError?: (error: Error) => void
+}
+
+export interface CallOptions {
+  app?: string
+  wsid?: number
+  timeoutMs?: number
+}
+
+export interface WriteOptions extends CallOptions {
+  /** Default: a fresh random key per call, kept across its retries. `false`: none (then a call in flight on a lost connection fails with CONNECTION_LOST instead of being sent again). */
+  idempotencyKey?: string | false
+}
+
+export interface CommandOptions extends WriteOptions {
+  unloggedArgs?: Record<string, unknown>
+  /** CUDs in the v1 shape, as in the HTTP API. */
+  cuds?: unknown[]
+}
+
+export interface ReadOptions extends CallOptions {
+  where?: Record<string, unknown>
+  order?: string
+  limit?: number
+  skip?: number
+  keys?: string
+}
+
+export type Row = Record<string, unknown>
+export interface CommandResult<R = Row> {
+  currentWLogOffset: number
+  newIDs: Record<string, number>
+  result: R
+}
+export interface ReadResult<T = Row> {
+  results: T[]
+}
+
+export interface RawRequest extends CallOptions {
+  op: WireOpCode
+  qname: string
+  docId?: number
+  body?: Record<string, unknown>
+  params?: WireParams
+  idempotencyKey?: string | false
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+const DEFAULT_RETRIES_MAX = 10
+const DEFAULT_PENDING_MAX = 100_000
+const DEFAULT_RECONNECT = { delayMinMs: 100, delayMaxMs: 5_000, attemptsMax: Infinity }
+const KEEP_ALIVE_MAX_MS = 30_000
+/** Why 2 s: a close handshake on a live connection takes a round trip; a dead one never ends. */
+const CLOSE_WAIT_MS = 2_000
+/** Closes after which connecting again cannot help. */
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.UNSUPPORTED_DATA, CloseCode.HELLO_EXPECTED, CloseCode.VERSION_UNSUPPORTED, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN,
+])
+
+type Timer = ReturnType<typeof setTimeout>
+
+interface Call {
+  reqId: number
+  frame: Uint8Array
+  label: string
+  write: boolean
+  /** Reads, and writes with an idempotency key: sending again cannot apply anything twice. */
+  retrySafe: boolean
+  attempts: number
+  /** abandoned: timed out while on the wire; its id stays reserved until its reply or the connection's end. */
+  where: 'waiting' | 'sent' | 'retrying' | 'abandoned' | 'done'
+  timer: Timer | undefined
+  retryTimer: Timer | undefined
+  resolve: (v: unknown) => void
+  reject: (e: Error) => void
+}
+
+interface PingWaiter {
+  startedMs: number
+  timer: Timer
+  resolve: (ms: number) => void
+  reject: (e: Error) => void
+}
+
+export class VvmClient {
+  private stateNow: ClientState = 'connecting'
+  private socket: WebSocketLike | undefined
+  private limitsNow: ServerLimits | undefined
+  private versionNow = 0
+  /** Every call not yet settled, by request id (also the abandoned ones still on the wire). */
+  private readonly calls = new Map<number, Call>()
+  private waiting = new Set<Call>()
+  /** Calls on the current connection, in the order they were sent. */
+  private readonly sent = new Set<Call>()
+  private nextReqId = 1
+  private readonly pings = new Map<number, PingWaiter>()
+  private nextPingId = 1
+  private reconnectAttempt = 0
+  private reconnectTimer: Timer | undefined
+  private keepAliveTimer: ReturnType<typeof setInterval> | undefined
+  private keepAlivePingMs: number | undefined
+  private lastFrameMs = 0
+  private closed: Promise<void> | undefined
+  private drained: (() => void) | undefined
+  private readonly reconnect: Required<ReconnectOptions> | undefined
+
+  /** Use `connect()`. */
+  constructor(readonly url: string, private readonly o: ConnectOptions, private readonly WS: WebSocketConstructor) {
+    this.reconnect = o.reconnect === false ? undefined : { ...DEFAULT_RECONNECT, ...(typeof o.reconnect === 'object' ? o.reconnect : {}) }
+  }
+
+  get state(): ClientState { return this.stateNow }
+  /** The limits the server announced in WELCOME (undefined before the first connection). */
+  get limits(): ServerLimits | undefined { return this.limitsNow }
+  get protocolVersion(): number { return this.versionNow }
+  /** Calls not yet settled (in flight, waiting, or waiting to retry). */
+  get pending(): number { return this.calls.size }
+
+  // ---- calls ------------------------------------------------------------------------------
+
+  command<R = Row>(name: string, args: Record<string, unknown> = {}, opts: CommandOptions = {}): Promise<CommandResult<R>> {
+    const body: Record<string, unknown> = { args }
+    if (opts.unloggedArgs !== undefined) body.unloggedArgs = opts.unloggedArgs
+    if (opts.cuds !== undefined) body.cuds = opts.cuds
+    return this.request({ ...opts, op: WireOp.COMMAND, qname: name, body }) as Promise<CommandResult<R>>
+  }
+
+  /** A query; `args` are the query's arguments, `opts` may add Parse-style constraints. */
+  query<T = Row>(name: string, args: Record<string, unknown> = {}, opts: ReadOptions = {}): Promise<ReadResult<T>> {
+    return this.request({ ...opts, op: WireOp.QUERY, qname: name, body: args, params: readParams(opts) }) as Promise<ReadResult<T>>
+  }
+
+  /** Rows of a view; `where` must give the view's partition key fields. */
+  view<T = Row>(name: string, opts: ReadOptions = {}): Promise<ReadResult<T>> {
+    return this.request({ ...opts, op: WireOp.VIEW, qname: name, params: readParams(opts) }) as Promise<ReadResult<T>>
+  }
+
+  readonly docs = {
+    get: <T = Row>(table: string, id: number, opts: CallOptions = {}): Promise<T> =>
+      this.request({ ...opts, op: WireOp.DOC_GET, qname: table, docId: id }) as Promise<T>,
+    create: (table: string, fields: Record<string, unknown>, opts: WriteOptions = {}): Promise<CommandResult<Record<string, never>>> =>
+      this.request({ ...opts, op: WireOp.DOC_CREATE, qname: table, body: fields }) as Promise<CommandResult<Record<string, never>>>,
+    update: (table: string, id: number, fields: Record<string, unknown>, opts: WriteOptions = {}): Promise<CommandResult<Record<string, never>>> =>
+      this.request({ ...opts, op: WireOp.DOC_UPDATE, qname: table, docId: id, body: fields }) as Promise<CommandResult<Record<string, never>>>,
+    deactivate: (table: string, id: number, opts: WriteOptions = {}): Promise<CommandResult<Record<string, never>>> =>
+      this.request({ ...opts, op: WireOp.DOC_DEACTIVATE, qname: table, docId: id }) as Promise<CommandResult<Record<string, never>>>,
+    /** Records of a table in the workspace (the HTTP API's `cdocs`). */
+    list: <T = Row>(table: string, opts: ReadOptions = {}): Promise<ReadResult<T>> =>
+      this.request({ ...opts, op: WireOp.CDOCS, qname: table, params: readParams(opts) }) as Promise<ReadResult<T>>,
+  }
+
+  /** Any operation, as its frame carries it; resolves with the reply body. */
+  request(r: RawRequest): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.stateNow === 'closing' || this.stateNow === 'closed') {
+        reject(new ConnectionError('CONNECTION_CLOSED', 'the client is closed'))
+        return
+      }
+      const app = r.app ?? this.o.app
+      const wsid = r.wsid ?? this.o.wsid
+      if (app === undefined || wsid === undefined) {
+        reject(new TypeError('app and wsid are needed: pass them in the call options or in connect() options'))
+        return
+      }
+      if (this.waiting.size >= (this.o.pendingMax ?? DEFAULT_PENDING_MAX)) {
+        reject(new VvmClientError('BUSY', 503, `${this.waiting.size} calls already wait to be sent (pendingMax)`))
+        return
+      }
+      const rule = OP_RULES[r.op]
+      if (rule === undefined) {
+        reject(new TypeError(`op ${r.op} is not served`))
+        return
+      }
+      const key = rule.write && r.idempotencyKey !== false ? (r.idempotencyKey ?? this.newIdempotencyKey()) : null
+      const reqId = this.allocateReqId()
+      let frame: Uint8Array
+      try {
+        frame = encodeRequest({
+          reqId, op: r.op, app, wsid, qname: r.qname, docId: r.docId ?? 0, body: r.body ?? null, params: r.params ?? null, idempotencyKey: key,
+        })
+      } catch (err) {
+        reject(new TypeError(`the request cannot be encoded: ${(err as Error).message}`))
+        return
+      }
+      const call: Call = {
+        reqId, frame, label: `${WIRE_OP_NAMES[r.op]} ${r.qname}`, write: rule.write, retrySafe: !rule.write || key !== null, attempts: 0,
+        where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject,
+      }
+      const tooBig = this.tooBig(call)
+      if (tooBig !== undefined) {
+        reject(tooBig)
+        return
+      }
+      const timeoutMs = r.timeoutMs ?? this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS
+      call.timer = setTimeout(() => this.onTimeout(call, timeoutMs), timeoutMs)
+      this.calls.set(reqId, call)
+      this.waiting.add(call)
+      this.pump()
+    })
+  }
+
+  /** Round trip to the server in milliseconds. */
+  ping(timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const socket = this.socket
+      if (this.stateNow !== 'open' || socket === undefined) {
+        reject(new ConnectionError('CONNECTION_LOST', `not connected (state ${this.stateNow})`))
+        return
+      }
+      const pingId = this.nextPingId
+      this.nextPingId = pingId >= REQUEST_ID_MAX ? 1 : pingId + 1
+      const timer = setTimeout(() => {
+        this.pings.delete(pingId)
+        reject(new TimeoutError(`no PONG within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pings.set(pingId, { startedMs: performance.now(), timer, resolve, reject })
+      socket.send(encodePing(pingId))
+    })
+  }
+
+  /**
+   * Stops taking calls, waits up to `drainTimeoutMs` for those under way, fails the rest with
+   * CONNECTION_CLOSED and closes the connection (code 1000).
+   */
+  close(opts: { drainTimeoutMs?: number } = {}): Promise<void> {
+    if (this.closed !== undefined) return this.closed
+    this.closed = (async () => {
+      if (this.stateNow !== 'closed') {
+        this.setState('closing', {})
+        if (this.liveCalls() > 0) {
+          let timer: Timer | undefined
+          await new Promise<void>((resolve) => {
+            this.drained = resolve
+            timer = setTimeout(resolve, opts.drainTimeoutMs ?? 5_000)
+          })
+          clearTimeout(timer)
+          this.drained = undefined
+        }
+      }
+      await this.shutDown(new ConnectionError('CONNECTION_CLOSED', 'the client was closed'), CloseCode.NORMAL, 'client closing')
+    })()
+    return this.closed
+  }
+
+  // ---- connection -------------------------------------------------------------------------
+
+  /** First connection: `connect()` fails when it fails. */
+  async start(): Promise<void> {
+    try {
+      await this.openConnection()
+    } catch (err) {
+      await this.shutDown(err as Error, CloseCode.NORMAL, '')
+      throw err
+    }
+  }
+
+  private async openConnection(): Promise<void> {
+    const t = this.o.token
+    const token = typeof t === 'function' ? await t() : (t ?? null)
+    await new Promise<void>((resolve, reject) => {
+      let socket: WebSocketLike
+      try {
+        socket = new this.WS(this.url)
+      } catch (err) {
+        reject(new ConnectionError('CONNECT_FAILED', `cannot open ${this.url}: ${(err as Error).message}`))
+        return
+      }
+      socket.binaryType = 'arraybuffer'
+      let welcomed = false
+      let failed = false
+      const fail = (e: ConnectionError): void => {
+        if (failed) return
+        failed = true
+        clearTimeout(timer)
+        reject(e)
+      }
+      const timer = setTimeout(() => {
+        fail(new ConnectionError('CONNECT_FAILED', `no WELCOME from ${this.url} within ${this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`))
+        closeQuietly(socket, CloseCode.NORMAL, 'connect timeout')
+      }, this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
+      socket.onopen = () => socket.send(encodeHello(PROTOCOL_VERSIONS, token, { client: 'vvm-js' }))
+      socket.onerror = () => { /* a close event follows with the code */ }
+      socket.onmessage = (ev) => {
+        const bytes = messageBytes(ev.data)
+        if (bytes === undefined) return
+        let f: ServerFrame
+        try {
+          f = decodeServerFrame(bytes)
+        } catch (err) {
+          this.o.onError?.(err as Error)
+          return
+        }
+        if (welcomed) {
+          if (socket === this.socket) this.onFrame(f)
+          return
+        }
+        if (f.type !== FrameType.WELCOME) {
+          fail(new ConnectionError('CONNECT_FAILED', `the server answered HELLO with frame type ${String(f.type)}, not WELCOME`))
+          closeQuietly(socket, CloseCode.NORMAL, 'no welcome')
+          return
+        }
+        welcomed = true
+        clearTimeout(timer)
+        if (failed || this.stateNow === 'closed') {
+          closeQuietly(socket, CloseCode.NORMAL, 'client closed')
+          return
+        }
+        this.onOpen(socket, f.version, f.limits)
+        resolve()
+      }
+      socket.onclose = (ev) => {
+        if (!welcomed) {
+          fail(new ConnectionError('CONNECT_FAILED', `the connection to ${this.url} closed before WELCOME (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`, ev.code, ev.reason))
+          return
+        }
+        this.onSocketClosed(socket, ev.code, ev.reason)
+      }
+    })
+  }
+
+  private onOpen(socket: WebSocketLike, version: number, limits: ServerLimits): void {
+    this.socket = socket
+    this.versionNow = version
+    this.limitsNow = limits
+    this.lastFrameMs = Date.now()
+    this.reconnectAttempt = 0
+    if (this.stateNow !== 'closing') this.setState('open', {})
+    this.startKeepAlive()
+    this.pump()
+  }
+
+  private onFrame(f: ServerFrame): void {
+    this.lastFrameMs = Date.now()
+    switch (f.type) {
+      case FrameType.REPLY:
+        if (f.reqId === 0) this.o.onError?.(new ReplyError(f.status, f.body, f.retryAfterS))
+        else this.onReply(f.reqId, f.status, f.retryAfterS, f.body)
+        return
+      case FrameType.PONG: {
+        const w = this.pings.get(f.pingId)
+        if (w === undefined) return
+        this.pings.delete(f.pingId)
+        clearTimeout(w.timer)
+        w.resolve(performance.now() - w.startedMs)
+        return
+      }
+      case FrameType.PUSH:
+        this.o.onPush?.(f.subscriptionId, f.seq, f.body)
+        return
+      default:
+        // WELCOME again or a frame type of a later version: ignored.
+        return
+    }
+  }
+
+  private onReply(reqId: number, status: number, retryAfterS: number, body: unknown): void {
+    const call = this.calls.get(reqId)
+    if (call === undefined || (call.where !== 'sent' && call.where !== 'abandoned')) return
+    this.sent.delete(call)
+    if (call.where === 'abandoned') {
+      this.calls.delete(reqId)
+    } else if (status < 300) {
+      this.settle(call)
+      call.resolve(body)
+    } else if (status === 503 && call.retrySafe && call.attempts < (this.o.retriesMax ?? DEFAULT_RETRIES_MAX)) {
+      // Busy or shutting down: the server asks to come back later; the key makes it safe.
+      call.attempts++
+      call.where = 'retrying'
+      const delayMs = Math.max(retryAfterS * 1000, this.backoffMs(call.attempts - 1)) * (1 + Math.random() / 2)
+      call.retryTimer = setTimeout(() => {
+        call.retryTimer = undefined
+        call.where = 'waiting'
+        this.waiting.add(call)
+        this.pump()
+      }, delayMs)
+    } else {
+      this.settle(call)
+      call.reject(new ReplyError(status, body, retryAfterS))
+    }
+    this.pump()
+  }
+
+  /** Sends waiting calls while the server's in-flight bound allows. */
+  private pump(): void {
+    const socket = this.socket
+    const limits = this.limitsNow
+    if (socket === undefined || limits === undefined || socket.readyState !== OPEN) return
+    if (this.stateNow !== 'open' && this.stateNow !== 'closing') return
+    for (const call of this.waiting) {
+      if (this.sent.size >= limits.inflightMax) break
+      this.waiting.delete(call)
+      const tooBig = this.tooBig(call)
+      if (tooBig !== undefined) {
+        this.settle(call)
+        call.reject(tooBig)
+        continue
+      }
+      call.where = 'sent'
+      this.sent.add(call)
+      socket.send(call.frame)
+    }
+  }
+
+  private onSocketClosed(socket: WebSocketLike, code: number, reason: string): void {
+    if (socket !== this.socket) return
+    this.socket = undefined
+    this.stopKeepAlive()
+    for (const [id, w] of this.pings) {
+      clearTimeout(w.timer)
+      w.reject(new ConnectionError('CONNECTION_LOST', `the connection closed (${code}) before PONG`, code, reason))
+      this.pings.delete(id)
+    }
+    const again: Call[] = []
+    for (const call of this.sent) {
+      if (call.where === 'abandoned') {
+        this.calls.delete(call.reqId)
+      } else if (call.retrySafe && call.attempts < (this.o.retriesMax ?? DEFAULT_RETRIES_MAX)) {
+        call.attempts++
+        call.where = 'waiting'
+        again.push(call)
+      } else {
+        this.settle(call)
+        call.reject(new ConnectionError(
+          'CONNECTION_LOST',
+          `${call.label}: the connection closed (${code}${reason ? ': ' + reason : ''}) while it was in flight${call.write ? '; it may or may not have been applied' : ''}`,
+          code, reason,
+        ))
+      }
+    }
+    this.sent.clear()
+    // Calls that were on the wire go first, in their order.
+    this.waiting = new Set([...again, ...this.waiting])
+    if (this.stateNow === 'closed') return
+    if (FATAL_CLOSE_CODES.has(code) || this.reconnect === undefined) {
+      void this.shutDown(new ConnectionError('CONNECTION_CLOSED', `the server closed the connection (${code}${reason ? ': ' + reason : ''})`, code, reason), code, reason)
+      return
+    }
+    if (this.stateNow !== 'closing') this.setState('reconnecting', { closeCode: code, closeReason: reason })
+    this.scheduleReconnect()
+  }
+
+  private scheduleReconnect(): void {
+    const r = this.reconnect!
+    if (this.reconnectAttempt >= r.attemptsMax) {
+      void this.shutDown(new ConnectionError('CONNECTION_CLOSED', `gave up after ${r.attemptsMax} reconnect attempts`), CloseCode.NORMAL, '')
+      return
+    }
+    const delayMs = this.backoffMs(this.reconnectAttempt++)
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined
+      this.openConnection().catch((err: unknown) => {
+        if (this.stateNow === 'closed') return
+        const e = err as ConnectionError
+        if (e.closeCode !== undefined && FATAL_CLOSE_CODES.has(e.closeCode)) void this.shutDown(e, CloseCode.NORMAL, '')
+        else this.scheduleReconnect()
+      })
+    }, delayMs)
+  }
+
+  /** Exponential backoff with "equal jitter": half the step fixed, half random. */
+  private backoffMs(attempt: number): number {
+    const r = this.reconnect ?? DEFAULT_RECONNECT
+    const step = Math.min(r.delayMaxMs, r.delayMinMs * 2 ** Math.min(attempt, 30))
+    return step / 2 + Math.random() * (step / 2)
+  }
+
+  private startKeepAlive(): void {
+    const idleS = this.limitsNow?.idleTimeoutS ?? 0
+    const intervalMs = this.o.keepAliveMs ?? (idleS > 0 ? Math.min(KEEP_ALIVE_MAX_MS, (idleS * 1000) / 3) : KEEP_ALIVE_MAX_MS)
+    if (intervalMs <= 0) return
+    this.keepAlivePingMs = undefined
+    this.keepAliveTimer = setInterval(() => {
+      const socket = this.socket
+      if (socket === undefined) return
+      const now = Date.now()
+      if (this.keepAlivePingMs !== undefined && this.lastFrameMs < this.keepAlivePingMs) {
+        // Nothing at all since our PING an interval ago: the peer or the path is gone.
+        // A dead path never completes a close handshake: drop the socket where the implementation can.
+        const t = (socket as { terminate?: () => void }).terminate
+        if (t !== undefined) t.call(socket)
+        else closeQuietly(socket, CloseCode.NORMAL, 'no pong')
+        this.onSocketClosed(socket, 1006, 'keep-alive: no frame from the server within two intervals')
+        return
+      }
+      if (now - this.lastFrameMs >= intervalMs * 0.9) {
+        this.keepAlivePingMs = now
+        socket.send(encodePing(0))
+      } else {
+        this.keepAlivePingMs = undefined
+      }
+    }, intervalMs)
+    // The socket keeps the process alive while connected; this timer need not.
+    ;(this.keepAliveTimer as { unref?: () => void }).unref?.()
+  }
+
+  private stopKeepAlive(): void {
+    clearInterval(this.keepAliveTimer)
+    this.keepAliveTimer = undefined
+  }
+
+  /** Ends the client: every unsettled call fails with `error`, the socket is closed. */
+  private async shutDown(error: Error, code: number, reason: string): Promise<void> {
+    if (this.stateNow === 'closed') return
+    clearTimeout(this.reconnectTimer)
+    this.stopKeepAlive()
+    for (const call of [...this.calls.values()]) {
+      const live = call.where !== 'abandoned'
+      this.settle(call)
+      if (live) call.reject(error)
+    }
+    this.waiting.clear()
+    this.sent.clear()
+    for (const w of this.pings.values()) {
+      clearTimeout(w.timer)
+      w.reject(error)
+    }
+    this.pings.clear()
+    this.setState('closed', { closeCode: code, closeReason: reason, error })
+    const socket = this.socket
+    this.socket = undefined
+    if (socket !== undefined) await closeAndWait(socket, code === CloseCode.NORMAL || (code >= 3000 && code <= 4999) ? code : CloseCode.NORMAL, reason)
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  private onTimeout(call: Call, timeoutMs: number): void {
+    call.timer = undefined
+    const err = new TimeoutError(`${call.label}: no reply within ${timeoutMs} ms${call.write ? '; it may have been applied: send it again with the same idempotency key' : ''}`)
+    if (call.where === 'sent') {
+      call.where = 'abandoned'
+    } else {
+      this.waiting.delete(call)
+      this.settle(call)
+    }
+    call.reject(err)
+    this.checkDrained()
+  }
+
+  /** The call gets no further attention: timers off, id free. */
+  private settle(call: Call): void {
+    clearTimeout(call.timer)
+    clearTimeout(call.retryTimer)
+    call.timer = undefined
+    call.retryTimer = undefined
+    call.where = 'done'
+    this.calls.delete(call.reqId)
+    this.checkDrained()
+  }
+
+  private liveCalls(): number {
+    let n = 0
+    for (const c of this.calls.values()) if (c.where !== 'abandoned') n++
+    return n
+  }
+
+  private checkDrained(): void {
+    if (this.drained !== undefined && this.liveCalls() === 0) this.drained()
+  }
+
+  private tooBig(call: Call): VvmClientError | undefined {
+    const max = this.limitsNow?.frameBytesMax
+    if (max === undefined || call.frame.byteLength <= max) return undefined
+    return new VvmClientError('TOO_LARGE', 413, `${call.label}: the request frame of ${call.frame.byteLength} bytes exceeds the server's frameBytesMax ${max}`)
+  }
+
+  private allocateReqId(): number {
+    for (;;) {
+      const id = this.nextReqId
+      this.nextReqId = id >= REQUEST_ID_MAX ? 1 : id + 1
+      if (!this.calls.has(id)) return id
+    }
+  }
+
+  private newIdempotencyKey(): string {
+    // 16 random bytes as base64url: 22 printable characters, cut to the server's limit if smaller.
+    const bytes = new Uint8Array(16)
+    globalThis.crypto.getRandomValues(bytes)
+    let s = ''
+    for (const b of bytes) s += String.fromCharCode(b)
+    const key = btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+    return key.slice(0, this.limitsNow?.idempotencyKeyBytesMax ?? key.length)
+  }
+
+  private setState(state: ClientState, detail: { closeCode?: number; closeReason?: string; error?: Error }): void {
+    if (this.stateNow === state) return
+    this.stateNow = state
+    this.o.onStateChange?.(state, detail)
+  }
+}
+
+function readParams(o: ReadOptions): WireParams | undefined {
+  const p: WireParams = {}
+  let any = false
+  if (o.where !== undefined) { p.where = o.where; any = true }
+  if (o.order !== undefined) { p.order = o.order; any = true }
+  if (o.limit !== undefined) { p.limit = o.limit; any = true }
+  if (o.skip !== undefined) { p.skip = o.skip; any = true }
+  if (o.keys !== undefined) { p.keys = o.keys; any = true }
+  return any ? p : undefined
+}
+
+function closeQuietly(socket: WebSocketLike, code: number, reason: string): void {
+  try {
+    socket.close(code, reason)
+  } catch {
+    // Closing a socket that is still connecting may throw in some implementations; it is going away either way.
+  }
+}
+
+/** Closes and waits for the close event, at most CLOSE_WAIT_MS (then the socket is dropped). */
+function closeAndWait(socket: WebSocketLike, code: number, reason: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.readyState === 3) {
+      resolve()
+      return
+    }
+    const timer = setTimeout(() => {
+      (socket as { terminate?: () => void }).terminate?.()
+      resolve()
+    }, CLOSE_WAIT_MS)
+    socket.onclose = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    closeQuietly(socket, code, reason)
+  })
+}

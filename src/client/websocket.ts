@@ -1,0 +1,50 @@
+// The WebSocket the SDK runs on: the subset of the WHATWG interface it uses, so that the
+// browser's WebSocket, Node 22's global one and the `ws` package (Node 20) all fit.
+
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  readonly bufferedAmount: number
+  onopen: ((ev: unknown) => void) | null
+  onmessage: ((ev: { data: unknown }) => void) | null
+  onclose: ((ev: { code: number; reason: string }) => void) | null
+  onerror: ((ev: unknown) => void) | null
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike
+
+export const OPEN = 1
+
+/** The given constructor, else the global WebSocket, else the `ws` package (Node 20 has no stable global one). */
+export async function resolveWebSocket(given: WebSocketConstructor | undefined): Promise<WebSocketConstructor> {
+  if (given !== undefined) return given
+  const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
+  if (typeof global === 'function') return global
+  // A computed specifier keeps browser bundlers from trying to bundle `ws`.
+  const name = 'ws'
+  try {
+    const mod = (await import(name)) as { default?: WebSocketConstructor; WebSocket?: WebSocketConstructor }
+    const ctor = mod.default ?? mod.WebSocket
+    if (typeof ctor === 'function') return ctor
+  } catch {
+    // Reported below with what to do about it.
+  }
+  throw new Error('no WebSocket implementation: install the `ws` package, run where a global WebSocket exists, or pass options.WebSocket')
+}
+
+/** Binary message data as bytes, whichever form the implementation delivers. */
+export function messageBytes(data: unknown): Uint8Array | undefined {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  if (data instanceof Uint8Array) return data
+  if (Array.isArray(data) && data.every((d) => d instanceof Uint8Array)) {
+    // `ws` with binaryType 'fragments'; not used by the SDK, accepted anyway.
+    const total = data.reduce((n: number, d: Uint8Array) => n + d.byteLength, 0)
+    const out = new Uint8Array(total)
+    let p = 0
+    for (const d of data as Uint8Array[]) { out.set(d, p); p += d.byteLength }
+    return out
+  }
+  return undefined
+}

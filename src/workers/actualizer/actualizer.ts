@@ -1,0 +1,176 @@
+// An async actualizer (seed 000): follows its partition's PLog from a stored offset and runs
+// one async projector. The projector's view writes and the new offset go to storage in one
+// batch, so although events may be delivered twice (a crash after the projector ran, before the
+// batch), each takes effect in the view exactly once.
+//
+// It wakes on commits (no polling when idle), processes bounded batches, retries a failing batch
+// with bounded exponential backoff (logging the event's offset), and never blocks commands or
+// other actualizers: each runs its own loop.
+
+import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/appdef/types.js'
+import type { ProjectorState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import { actualizerOffsetKey, decodeStored, encodeStored, plogKey, recordCc, recordsPk, toRecordRow, type StoredEvent, type StoredRecord } from '../../shared/layout.js'
+import { NotFoundError } from '../../shared/errors.js'
+import type { BatchItem, IAppStorage } from '../../shared/storage/types.js'
+import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
+import type { ExtensionRunner } from '../extensions.js'
+import { getMergedView, readMergedView, viewRowKey, type ViewStaging } from '../read-views.js'
+import type { ResolvedView } from '../../shared/appdef/types.js'
+
+export interface ActualizerOptions {
+  /** Events per storage batch at most. */
+  batchEventsMax: number
+  /** After a wake-up, wait this long so that a burst of commits is projected in one batch. */
+  flushIntervalMs: number
+  retryDelayMinMs: number
+  retryDelayMaxMs: number
+  log: (level: 'info' | 'warn' | 'error', msg: string) => void
+}
+
+/** Resolves waiters when commits happen; one per partition, shared by its actualizers. */
+export class Wakeup {
+  private waiters: (() => void)[] = []
+
+  notify(): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const f of w) f()
+  }
+
+  wait(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve()
+      const done = (): void => { signal.removeEventListener('abort', done); resolve() }
+      this.waiters.push(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+}
+
+export class AsyncActualizer {
+  offset = 0
+  private failures = 0
+
+  constructor(
+    readonly app: AppDef,
+    readonly projector: ResolvedProjector,
+    readonly storage: IAppStorage,
+    readonly partition: number,
+    private readonly runner: ExtensionRunner,
+    private readonly opts: ActualizerOptions,
+  ) {}
+
+  /** Runs until `signal` fires; a batch under way is finished (or dropped) first. */
+  async run(committedOffset: () => number, wakeup: Wakeup, signal: AbortSignal): Promise<void> {
+    const k = actualizerOffsetKey(this.partition, this.projector.qname)
+    const stored = await this.storage.get(k.pk, k.cc)
+    this.offset = stored === undefined ? 0 : decodeStored<{ po: number }>(stored).po
+    while (!signal.aborted) {
+      if (this.offset >= committedOffset()) {
+        await wakeup.wait(signal)
+        continue
+      }
+      if (this.opts.flushIntervalMs > 0) await sleep(this.opts.flushIntervalMs, signal)
+      if (signal.aborted) break
+      try {
+        await this.step(committedOffset(), signal)
+        if (this.failures > 0) this.opts.log('info', `${this.projector.qname} p${this.partition}: recovered at offset ${this.offset}`)
+        this.failures = 0
+      } catch (err) {
+        if (signal.aborted) break
+        this.failures++
+        const delayMs = Math.min(this.opts.retryDelayMaxMs, this.opts.retryDelayMinMs * 2 ** Math.min(this.failures - 1, 20))
+        this.opts.log('error', `${this.projector.qname} p${this.partition}: ${(err as Error).message}; retry ${this.failures} in ${delayMs} ms`)
+        await sleep(delayMs, signal)
+      }
+    }
+  }
+
+  /** Projects events offset+1 .. min(committed, offset+batchEventsMax) and stores them with the new offset. */
+  private async step(committed: number, signal: AbortSignal): Promise<void> {
+    const to = Math.min(committed, this.offset + this.opts.batchEventsMax)
+    const staging: ViewStaging = new Map()
+    for await (const [offset, event] of readPlog(this.storage, this.partition, this.offset + 1, to)) {
+      if (!this.triggers(event)) continue
+      const pe: ProjectorEvent = {
+        qname: event.q, wsid: event.ws, plogOffset: offset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
+        cuds: event.c.map((c) => ({ id: c.id, table: c.t, isNew: c.n, fields: c.f })),
+      }
+      try {
+        await this.runner.projector(this.app, this.projector, pe, new ActualizerState(this.app, this.storage, event.ws, staging))
+      } catch (err) {
+        throw new Error(`event at PLog offset ${offset} (${event.q}, workspace ${event.ws}): ${(err as Error).message}`, { cause: err })
+      }
+    }
+    // Cancelled mid-batch: nothing is written; the next runner starts from the stored offset.
+    if (signal.aborted) return
+    const k = actualizerOffsetKey(this.partition, this.projector.qname)
+    const items: BatchItem[] = [...staging.values()].map((r) => ({ pk: r.pk, cc: r.cc, value: r.value }))
+    items.push({ pk: k.pk, cc: k.cc, value: encodeStored({ po: to }) })
+    await this.storage.putBatch(items)
+    this.offset = to
+  }
+
+  private triggers(e: StoredEvent): boolean {
+    const on = this.projector.on
+    return on.includes(e.q) || e.c.some((c) => on.includes(c.t))
+  }
+}
+
+/** Events of a partition's PLog with from <= offset <= to, across 4096-offset chunks. */
+export async function* readPlog(storage: IAppStorage, partition: number, from: number, to: number): AsyncIterable<[number, StoredEvent]> {
+  let offset = from
+  while (offset <= to) {
+    const first = plogKey(partition, offset)
+    const chunkEnd = Math.min(to, (Math.floor(offset / 4096) + 1) * 4096 - 1)
+    for await (const r of storage.read(first.pk, { ccFrom: first.cc, ccTo: plogKey(partition, chunkEnd + 1).cc })) {
+      const o = Number(Buffer.from(r.cc).readBigUInt64BE(0))
+      yield [o, decodeStored<StoredEvent>(r.value)]
+    }
+    offset = chunkEnd + 1
+  }
+}
+
+/** The state an async projector sees: committed records, views merged with its batch. */
+class ActualizerState implements ProjectorState {
+  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number, readonly staging: ViewStaging) {}
+
+  async record(id: number): Promise<RecordRow | undefined> {
+    if (!Number.isSafeInteger(id) || id <= 0) return undefined
+    const bytes = await this.storage.get(recordsPk(this.wsid), recordCc(id))
+    return bytes === undefined ? undefined : toRecordRow(id, decodeStored<StoredRecord>(bytes))
+  }
+
+  viewGet(view: string, key: Row): Promise<Row | undefined> {
+    return getMergedView(this.storage, [this.staging], this.view(view), this.wsid, key)
+  }
+
+  viewRead(view: string, pk: Row, range?: ViewRange): AsyncIterable<Row> {
+    return readMergedView(this.storage, [this.staging], this.view(view), this.wsid, pk, range)
+  }
+
+  viewPut(view: string, key: Row, value: Row): void {
+    const v = this.view(view)
+    const { pk, cc } = viewRowKeys(v, this.wsid, key)
+    this.staging.set(viewRowKey(pk, cc), { pk, cc, value: encodeViewValue(v, value) })
+  }
+
+  private view(qname: string): ResolvedView {
+    const v = this.app.views.get(qname)
+    if (v === undefined) throw new NotFoundError(`view ${qname} is not defined in app ${this.app.qname}`, qname)
+    return v
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const t = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(t)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}

@@ -1,0 +1,71 @@
+// Deployment of an app partition (seed 000: DeployAppPartitions → PartitionActualizers and
+// PartitionSchedulers). Deploying starts one actualizer per async projector and one scheduler
+// per job, all under one cancellation; redeploying (a new app version) cancels the old runners,
+// waits until they have stopped, and starts new ones from the stored offsets, so no event is
+// lost or applied twice. Undeploying cancels them.
+
+import { Cron } from 'croner'
+import type { AppDef, ResolvedJob } from '../../shared/appdef/types.js'
+import type { IAppStorage } from '../../shared/storage/types.js'
+import type { ExtensionRunner } from '../extensions.js'
+import { AsyncActualizer, Wakeup, type ActualizerOptions } from './actualizer.js'
+
+export interface DeploymentOptions extends ActualizerOptions {
+  /** Called when a job is due: queue it on the command path (at most one pending run per job). */
+  runJob: (app: AppDef, job: ResolvedJob) => void
+}
+
+export class PartitionDeployment {
+  private ctl: AbortController | undefined
+  private runners: Promise<void>[] = []
+  private crons: Cron[] = []
+  private actualizers: AsyncActualizer[] = []
+  private readonly wakeup = new Wakeup()
+  private committed = 0
+  current: AppDef | undefined
+
+  constructor(
+    readonly storage: IAppStorage,
+    readonly partition: number,
+    private readonly runner: ExtensionRunner,
+    private readonly opts: DeploymentOptions,
+  ) {}
+
+  async deploy(app: AppDef, committedOffset: number): Promise<void> {
+    await this.undeploy()
+    this.committed = committedOffset
+    const ctl = new AbortController()
+    this.ctl = ctl
+    this.current = app
+    this.actualizers = app.asyncProjectors.map((p) => new AsyncActualizer(app, p, this.storage, this.partition, this.runner, this.opts))
+    this.runners = this.actualizers.map((a) => a.run(() => this.committed, this.wakeup, ctl.signal).catch((err: unknown) => {
+      this.opts.log('error', `actualizer ${a.projector.qname} p${this.partition} stopped: ${(err as Error)?.stack ?? String(err)}`)
+    }))
+    // A missed run while the server was down is not replayed: croner schedules from now on.
+    this.crons = [...app.jobs.values()].map((job) => new Cron(job.cron, { protect: true }, () => this.opts.runJob(app, job)))
+  }
+
+  /** Cancels actualizers and schedulers and waits until they have stopped. */
+  async undeploy(): Promise<void> {
+    for (const c of this.crons) c.stop()
+    this.crons = []
+    this.ctl?.abort()
+    await Promise.all(this.runners)
+    this.runners = []
+    this.actualizers = []
+    this.ctl = undefined
+    this.current = undefined
+  }
+
+  /** After each commit: wakes actualizers that wait for new events. */
+  notifyCommitted(plogOffset: number): void {
+    if (plogOffset <= this.committed) return
+    this.committed = plogOffset
+    this.wakeup.notify()
+  }
+
+  /** Events behind the PLog, per async projector (in the app's order). */
+  lags(): number[] {
+    return this.actualizers.map((a) => Math.max(0, this.committed - a.offset))
+  }
+}

@@ -86,8 +86,6 @@ async function main(): Promise<void> {
   }
   const onMessage = (m: WorkerCommand): void => void onCommand(m)
   parentPort!.on('message', onMessage)
-  stats[Stat.PLOG_OFFSET] = part.plogOffset
-  post({ type: 'ready', plogOffset: part.plogOffset })
 
   const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
   const batch: EngineRequest[] = []
@@ -96,7 +94,10 @@ async function main(): Promise<void> {
     const lags = deployment.lags()
     for (let i = 0; i < Math.min(lags.length, Stat.ACTUALIZERS_MAX); i++) stats[Stat.ACTUALIZER_LAG_BASE + i] = lags[i]!
   }
+  publishLags()
   const lagTimer = setInterval(publishLags, LAG_PUBLISH_MS)
+  stats[Stat.PLOG_OFFSET] = part.plogOffset
+  post({ type: 'ready', plogOffset: part.plogOffset })
   for (;;) {
     if (!requests.hasData() && jobsDue.length === 0) {
       if (Atomics.load(control, Control.SHUTDOWN) !== 0) break

@@ -75,25 +75,33 @@ export interface ChildServer {
   proc: ChildProcess
   url: string
   port: number
+  metricsUrl: string
   exited: Promise<number | null>
   output(): string
 }
 
 /** Starts `vvm start` in a child process and resolves once it listens. */
-export async function spawnServer(flags: string[], timeoutMs = 20_000): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...flags], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function spawnServer(flags: string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env): Promise<ChildServer> {
+  const proc = spawn(process.execPath, [VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, metricsPort] = await new Promise<[number, number]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)), timeoutMs)
     const check = (): void => {
-      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out)
-      if (m) { clearTimeout(timer); resolve(Number(m[1])) }
+      const m = /listening on http:\/\/[^:]+:(\d+).*metrics on port (\d+)/.exec(out)
+      if (m) { clearTimeout(timer); resolve([Number(m[1]), Number(m[2])]) }
     }
     proc.stdout!.on('data', check)
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code} before listening:\n${out}`)) })
   })
-  return { proc, port, url: `http://127.0.0.1:${port}`, exited, output: () => out }
+  return { proc, port, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, exited, output: () => out }
+}
+
+/** One series of a Prometheus text scrape (0 when absent). */
+export async function scrape(metricsUrl: string, series: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text()
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
 }

@@ -4,8 +4,12 @@
 // `bank.Movements` view (a sync projector) agrees with it.
 
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
+import { openStorageProvider } from '../src/shared/storage/index.js'
 import { createAccount, http, spawnServer, tempDir, type ChildServer } from './helpers/server.js'
+
+const CASSANDRA_HOSTS = process.env['VVM_CASSANDRA_HOSTS'] ?? '127.0.0.1:9042'
 
 const WORKSPACES = [1001, 1002, 1003, 1004]
 const DEPOSITS = 3000
@@ -26,12 +30,43 @@ async function deposit(url: string, d: Deposit): Promise<boolean> {
   }
 }
 
+async function cassandraUnreachable(): Promise<string | undefined> {
+  try {
+    const p = await openStorageProvider({ kind: 'cassandra', cassandraHosts: CASSANDRA_HOSTS.split(','), cassandraKeyspacePrefix: 'vvm_probe_' })
+    await p.close()
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
 describe('crash recovery on LevelDB', () => {
   it('SIGKILL mid-load, restart, retry with the same keys: balances exact', async () => {
     const dir = await tempDir()
+    try {
+      await crashAndRecover(['--data-dir', dir.path, '--partitions', '2'])
+    } finally {
+      await dir.remove()
+    }
+  })
+})
+
+describe('crash recovery on Cassandra', async () => {
+  const unreachable = await cassandraUnreachable()
+  const skip = unreachable !== undefined && process.env['VVM_SKIP_CASSANDRA'] === '1'
+  if (skip) console.warn(`!!! WARNING: VVM_SKIP_CASSANDRA=1 and no Cassandra at ${CASSANDRA_HOSTS}: the Cassandra crash test is SKIPPED`)
+  it('SIGKILL mid-load, restart, retry with the same keys: balances exact', { skip: skip ? 'VVM_SKIP_CASSANDRA=1' : false }, async () => {
+    assert.equal(unreachable, undefined, `no Cassandra at ${CASSANDRA_HOSTS}: start one with \`bash scripts/cassandra.sh start\``)
+    const prefix = `vvmc_${randomBytes(4).toString('hex')}_`
+    // A short lease: the restarted node waits for the killed one's lease to expire.
+    await crashAndRecover(['--storage', 'cassandra', '--cassandra-hosts', CASSANDRA_HOSTS, '--cassandra-keyspace-prefix', prefix, '--partitions', '2', '--lease-ttl-s', '2'])
+  })
+})
+
+async function crashAndRecover(flags: string[]): Promise<void> {
     let server: ChildServer | undefined
     try {
-      server = await spawnServer(['--data-dir', dir.path, '--partitions', '2'])
+      server = await spawnServer(flags, 60_000)
       const accounts = new Map<number, number>()
       for (const ws of WORKSPACES) accounts.set(ws, await createAccount(`${server.url}/api/v2/apps/demo/bank/workspaces/${ws}`, `acc${ws}`))
       const deposits: Deposit[] = Array.from({ length: DEPOSITS }, (_, i) => {
@@ -61,7 +96,7 @@ describe('crash recovery on LevelDB', () => {
 
       // Phase 2: restart on the same data, retry every unanswered deposit (some were applied
       // before the kill without an answer) and a sample of answered ones, with the same keys.
-      server = await spawnServer(['--data-dir', dir.path, '--partitions', '2'])
+      server = await spawnServer(flags, 60_000)
       const second = server
       const retry = [...unanswered, ...deposits.filter((d) => d.acked).slice(0, 100)]
       let i = 0
@@ -91,7 +126,5 @@ describe('crash recovery on LevelDB', () => {
     } finally {
       server?.proc.kill('SIGKILL')
       await server?.exited
-      await dir.remove()
     }
-  })
-})
+}

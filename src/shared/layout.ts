@@ -14,6 +14,7 @@
 // | views      | [VIEW, u64 wsid, qname 0, pk tuple]  | [cc tuple]        | value fields             |
 // | idempot.   | [IDEMPOTENCY, u64 wsid]              | [key utf8]        | stored reply (TTL)       |
 // | offsets    | [ACT_OFFSET, u16 partition]          | [projector qname] | {plogOffset}             |
+// | intent     | [COMMIT_INTENT, u16 partition]       | []                | {po, items} (cassandra)  |
 //
 // Logs are chunked by 4096 offsets so that no storage partition (Cassandra) grows without
 // bound; records are one partition per workspace so a collection can be fetched with one
@@ -32,6 +33,7 @@ const COLLECTION = 0x06
 const VIEW = 0x07
 const IDEMPOTENCY = 0x08
 const ACT_OFFSET = 0x09
+const COMMIT_INTENT = 0x0a
 
 export const LOG_CHUNK_OFFSETS = 4096
 /** Raw ids (< 2^16) name records created in the same request; real ids start above them. */
@@ -74,6 +76,9 @@ export const viewPk = (wsid: number, view: string, pkTuple: Uint8Array) =>
 
 export const idempotencyKey = (wsid: number, key: string) => ({ pk: concatBytes(new Uint8Array([IDEMPOTENCY]), u64be(wsid)), cc: utf8.encode(key) })
 
+/** The last group commit's full write set, written first where batches are not atomic. */
+export const commitIntentKey = (partition: number) => ({ pk: concatBytes(new Uint8Array([COMMIT_INTENT]), u16be(partition)), cc: EMPTY })
+
 export const actualizerOffsetKey = (partition: number, projector: string) => ({
   pk: concatBytes(new Uint8Array([ACT_OFFSET]), u16be(partition)),
   cc: utf8.encode(projector),
@@ -86,6 +91,7 @@ export interface StoredEvent { q: string; ws: number; wo: number; t: number; a: 
 export interface StoredWsHead { wo: number; id: number }
 export interface StoredPartitionHead { po: number }
 export interface StoredMeta { partitions: number }
+export interface StoredIntent { po: number; items: { pk: Uint8Array; cc: Uint8Array; value: Uint8Array; ttlSeconds?: number }[] }
 
 /**
  * The storage codec. `useRecords: false` keeps the encoding plain MessagePack so that stored

@@ -14,6 +14,7 @@ import { openStorageProvider } from '../shared/storage/index.js'
 import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { CommandProcessor, type BatchStats } from './command/processor.js'
 import { PartitionState } from './command/partition-state.js'
+import { committerFor } from './command/commit.js'
 import { QueryProcessor } from './query/query-processor.js'
 import { BuiltinRunner } from './extensions.js'
 
@@ -21,6 +22,8 @@ const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
 /** How long one wait lasts before the loop looks at the shutdown word again. */
 const IDLE_WAIT_MS = 1000
+/** Request bytes in one batch at most: bounds a commit's size (Cassandra refuses huge writes). */
+const BATCH_BYTES_MAX = 4 * 1024 * 1024
 const ACTUALIZER_RETRY_MIN_MS = 100
 /** Lags are also published after each batch; the timer covers actualizers catching up while idle. */
 const LAG_PUBLISH_MS = 500
@@ -35,6 +38,9 @@ async function main(): Promise<void> {
   const storage = await provider.appStorage(data.appQName)
   const app = await loadApp(data.appUrl)
   const part = new PartitionState(storage, data.partition, data.options)
+  // A commit interrupted by a crash is completed before anything else reads the partition.
+  const committer = committerFor(storage, data.partition, provider.atomicBatches)
+  await committer.recover()
   await part.load()
   const logError = (stage: string, err: unknown): void => {
     post({ type: 'log', level: 'error', msg: `partition ${data.partition}: ${stage}: ${(err as Error)?.stack ?? String(err)}` })
@@ -42,6 +48,7 @@ async function main(): Promise<void> {
   const extensions = new BuiltinRunner()
   const processor = new CommandProcessor(app, part, storage, {
     idempotencyTtlSeconds: data.options.idempotencyTtlSeconds,
+    committer,
     onInternalError: logError,
   }, extensions)
   // With a storage that is not shared across threads (mem), this worker also serves the reads
@@ -105,7 +112,7 @@ async function main(): Promise<void> {
       continue
     }
     batch.length = 0
-    requests.drain(onFrame, data.options.batchCommandsMax)
+    requests.drain(onFrame, data.options.batchCommandsMax, BATCH_BYTES_MAX)
     for (const j of jobsDue.splice(0)) batch.push(j)
     const writes = batch.filter((r) => isWriteOp(r.op))
     const out = await processor.processBatch(writes, batchStats)

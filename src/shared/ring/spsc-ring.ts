@@ -128,18 +128,21 @@ export class RingConsumer extends RingBase {
   }
 
   /**
-   * Calls `onFrame` for up to `framesMax` available frames, then publishes the read index once.
+   * Calls `onFrame` for up to `framesMax` available frames (stopping once `bytesMax` payload
+   * bytes were taken, after at least one frame), then publishes the read index once.
    * The bytes passed to `onFrame` are valid only during the call (they may view the ring).
    */
-  drain(onFrame: (payload: Uint8Array) => void, framesMax: number): number {
+  drain(onFrame: (payload: Uint8Array) => void, framesMax: number, bytesMax = Infinity): number {
     const writeIndex = Atomics.load(this.header, WRITE_INDEX) >>> 0
     let count = 0
-    while (count < framesMax && this.readIndex !== writeIndex) {
+    let bytes = 0
+    while (count < framesMax && bytes < bytesMax && this.readIndex !== writeIndex) {
       const len = this.readU32(this.readIndex)
       assert.ok(len <= this.frameBytesMax, `corrupt ring: frame length ${len}`)
       const start = (this.readIndex + FRAME_HEADER_BYTES) >>> 0
       this.readIndex = (start + len) >>> 0
       count++
+      bytes += len
       onFrame(this.copyOut(start, len))
     }
     if (count > 0) {

@@ -67,6 +67,7 @@ const EMPTY = Buffer.alloc(0)
 export class CassandraStorageProvider implements IStorageProvider {
   readonly kind: StorageKind = 'cassandra'
   readonly sharedAcrossThreads = true
+  readonly atomicBatches = false
   private readonly apps = new Map<string, Promise<CassandraAppStorage>>()
   private closed = false
 

@@ -46,6 +46,7 @@ export interface LevelOpenOptions {
 export class LevelStorageProvider implements IStorageProvider {
   readonly kind: StorageKind = 'level'
   readonly sharedAcrossThreads = true
+  readonly atomicBatches = true
   private readonly apps = new Map<string, LevelAppStorage>()
 
   private constructor(private readonly db: Db, private readonly lock: StripedCasLock) {}

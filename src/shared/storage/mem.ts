@@ -22,6 +22,7 @@ type TtlRow = StorageRow & { readonly expiresAtMs: number }
 export class MemStorageProvider implements IStorageProvider {
   readonly kind: StorageKind = 'mem'
   readonly sharedAcrossThreads = false
+  readonly atomicBatches = true
   private readonly apps = new Map<string, MemAppStorage>()
   private closed = false
 

@@ -68,6 +68,12 @@ export interface IStorageProvider {
   readonly kind: StorageKind
   /** True when every thread of the process sees the same data (level, cassandra; not mem). */
   readonly sharedAcrossThreads: boolean
+  /**
+   * True when `putBatch` is all-or-nothing even across a crash of this process (mem, level).
+   * Cassandra's batches are not isolated and a large one is refused, so the command processor
+   * commits through an intent record there (docs/cassandra.md).
+   */
+  readonly atomicBatches: boolean
   appStorage(appQName: string): Promise<IAppStorage>
   close(): Promise<void>
 }

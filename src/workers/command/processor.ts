@@ -8,6 +8,7 @@ import type { AppDef, ProjectorEvent, ResolvedCommand, ResolvedJob, ResolvedProj
 import { isWasmRef } from '../../shared/appdef/define.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import type { ExtensionRunner } from '../extensions.js'
+import type { Committer } from './commit.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
 import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
 import { RAW_ID_MAX, decodeStored, idempotencyKey, type StoredCud, type StoredEvent } from '../../shared/layout.js'
@@ -22,8 +23,12 @@ export type Stage =
   | 'decode' | 'load workspace' | 'idempotency' | 'validate' | 'cuds' | 'execute' | 'build event'
   | 'validate records' | 'sync projectors' | 'stage' | 'commit'
 
+/** Longest wait between attempts to recover a partition after a failed commit. */
+const RECOVERY_DELAY_MAX_MS = 10_000
+
 export interface CommandProcessorOptions {
   idempotencyTtlSeconds: number
+  committer: Committer
   /** Logs an unexpected failure (a bug or a storage fault), never bad input. */
   onInternalError: (stage: Stage, err: unknown) => void
 }
@@ -66,19 +71,36 @@ export class CommandProcessor {
     const lastOffset = this.part.plogOffset + batch.events.length
     const t0 = performance.now()
     try {
-      await this.storage.putBatch(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds))
+      await this.opts.committer.commit(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds), lastOffset)
       this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords())
       stats.committed += acked.length
     } catch (err) {
       this.opts.onInternalError('commit', err)
-      // The batch may or may not be in storage: forget all cached state and reload the head.
-      this.part.resetCaches()
-      await this.part.load().catch((e: unknown) => this.opts.onInternalError('commit', e))
-      const e = new VvmError('BUSY', 'the commit failed; the command may not be applied: retry with the same Idempotency-Key', { retryAfterS: 1 })
+      const e = new VvmError('BUSY', 'the commit failed; the command may or may not be applied: retry with the same Idempotency-Key', { retryAfterS: 1 })
       for (const i of acked) replies[i] = errorReply(reqs[i]!, e)
+      await this.recoverAfterFailure()
     }
     stats.commitMs += performance.now() - t0
     return replies
+  }
+
+  /**
+   * The batch may be in storage, partly (non-atomic storages) or not at all: complete it or
+   * find it absent, forget every cached value and reload the head. Until that works the
+   * partition takes no new batch (its ring fills and clients get 503), retrying with backoff.
+   */
+  private async recoverAfterFailure(): Promise<void> {
+    this.part.resetCaches()
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.committer.recover()
+        await this.part.load()
+        return
+      } catch (err) {
+        this.opts.onInternalError('commit', err)
+        await new Promise((r) => setTimeout(r, Math.min(RECOVERY_DELAY_MAX_MS, 100 * 2 ** Math.min(attempt, 10))))
+      }
+    }
   }
 
   private async execOne(req: EngineRequest, batch: Staging): Promise<EngineReply> {

@@ -31,6 +31,7 @@ export interface VvmConfig {
   cassandraHosts: string[]
   cassandraKeyspacePrefix: string
   nodeId: string
+  advertise: string
   leaseTtlS: number
   killAfterS: number
   shutdownTimeoutS: number
@@ -84,6 +85,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'cassandraHosts', flag: 'cassandra-hosts', kind: 'list', default: ['127.0.0.1:9042'], help: 'Cassandra contact points host:port, comma-separated' },
   { key: 'cassandraKeyspacePrefix', flag: 'cassandra-keyspace-prefix', kind: 'string', default: 'vvm_', help: 'prefix of the keyspace of each app (one keyspace per app)' },
   { key: 'nodeId', flag: 'node-id', kind: 'string', default: '', help: "this node's name in leases (default host:pid)" },
+  { key: 'advertise', flag: 'advertise', kind: 'string', default: '', help: 'cluster mode (cassandra): the URL other nodes and clients reach this node at; nodes share the partitions through leases' },
   { key: 'leaseTtlS', flag: 'lease-ttl-s', kind: 'int', default: 15, min: 1, max: 3600, help: 'leadership lease time to live; renewed every third of it' },
   { key: 'killAfterS', flag: 'kill-after-s', kind: 'int', default: 30, min: 1, max: 3600, help: 'after leadership is lost, the process is ended this long later if it has not stopped' },
   { key: 'wsFrameBytesMax', flag: 'ws-frame-bytes-max', kind: 'int', default: 1 * MiB, min: 1024, max: 64 * MiB, help: 'largest binary-protocol frame; larger ones close the connection with 1009' },
@@ -147,6 +149,10 @@ export function validateConfig(raw: Record<string, unknown>): VvmConfig {
   // A request frame carries the body plus a small header; it must fit a quarter of the ring.
   if (cfg.bodyBytesMax + 4096 > cfg.ringBytes / 4) throw new ConfigError(`bodyBytesMax ${cfg.bodyBytesMax} must be at most ringBytes/4 - 4096 (${cfg.ringBytes / 4 - 4096})`)
   if (cfg.apps.length === 0) throw new ConfigError('at least one app must be deployed (--app)')
+  if (cfg.advertise !== '') {
+    if (cfg.storage !== 'cassandra') throw new ConfigError(`--advertise (cluster mode) needs --storage cassandra, not ${cfg.storage}`)
+    if (!/^https?:\/\/[^/]+$/.test(cfg.advertise)) throw new ConfigError(`--advertise '${cfg.advertise}' must be a base URL like http://10.0.0.5:8822`)
+  }
   return cfg
 }
 

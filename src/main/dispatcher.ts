@@ -4,7 +4,8 @@
 
 import type { AppDef, Rate } from '../shared/appdef/types.js'
 import { Op, isWriteOp, type EngineRequest } from '../shared/engine-messages.js'
-import type { PartitionSet, ReplySink } from './partitions.js'
+import { PartitionNotHereError, type PartitionSet, type ReplySink } from './partitions.js'
+import { VvmError } from '../shared/errors.js'
 import type { QueryPool } from './query-pool.js'
 import type { RateLimiter } from './rate-limiter.js'
 
@@ -16,6 +17,8 @@ export class Dispatcher {
     private readonly rates: RateLimiter,
     /** Config overrides of declared rates, by "owner/app:pkg.Func". */
     private readonly rateOverrides: Readonly<Record<string, Rate>> = {},
+    /** Cluster mode: which node serves a partition this node does not. */
+    private readonly ownerOf?: (app: string, partition: number) => { nodeId: string; advertise: string } | undefined,
   ) {}
 
   /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
@@ -33,7 +36,18 @@ export class Dispatcher {
   }
 
   submit(req: EngineRequest, sink: ReplySink): void {
-    if (isWriteOp(req.op) || this.queries === undefined) this.partitions.submit(req, sink)
-    else this.queries.submit(req, sink)
+    if (!isWriteOp(req.op) && this.queries !== undefined) {
+      this.queries.submit(req, sink)
+      return
+    }
+    try {
+      this.partitions.submit(req, sink)
+    } catch (err) {
+      if (!(err instanceof PartitionNotHereError)) throw err
+      // Cluster mode: the owner takes it (307 keeps method and body); no owner yet: retry soon.
+      const owner = this.ownerOf?.(err.app, err.partition)
+      if (owner !== undefined) throw new VvmError('MOVED', `partition ${err.partition} of ${err.app} is served by ${owner.nodeId}`, { data: { location: owner.advertise } })
+      throw new VvmError('BUSY', `partition ${err.partition} of ${err.app} is being taken over; retry`, { retryAfterS: 1 })
+    }
   }
 }

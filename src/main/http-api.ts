@@ -150,7 +150,7 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
     const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
     o.dispatcher.checkRate(request, address)
-    const ctx = { route: routeName, startedMs }
+    const ctx = { route: routeName, startedMs, url: urlOf(req) }
     if (route.hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
     else submit(res, o, request, undefined, format, ctx)
   } catch (err) {
@@ -160,7 +160,7 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
 
 function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void {
   const format = ReplyFormat.JSON_V1
-  const ctx = { route: 'v1/commands', startedMs: performance.now() }
+  const ctx = { route: 'v1/commands', startedMs: performance.now(), url: urlOf(req) }
   try {
     const func = req.getParameter(3)!
     if (!func.startsWith('c.')) throw new NotFoundError(`v1 function '${func}' is not served: v1 supports commands (c.pkg.Name); use /api/v2 for queries`)
@@ -193,6 +193,8 @@ function baseRequest(
 interface RouteContext {
   route: string
   startedMs: number
+  /** Path and query as received, for redirects to the node that serves the partition. */
+  url: string
 }
 
 function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode, ctx: RouteContext): void {
@@ -203,6 +205,12 @@ function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, bo
   } catch (err) {
     if (sink.aborted) return
     sink.aborted = true
+    if (err instanceof VvmError && err.code === 'MOVED') {
+      const location = String((err.data as { location: string }).location).replace(/\/$/, '') + ctx.url
+      o.metrics.recordReply(ctx.route, 307, ctx.startedMs)
+      res.cork(() => res.writeStatus('307 Temporary Redirect').writeHeader('location', location).writeHeader('content-type', 'application/json').end(renderError(format, err)))
+      return
+    }
     writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
   }
 }
@@ -231,6 +239,11 @@ function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format
     chunks.push(Buffer.from(Buffer.from(chunk)))
     if (isLast) done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))
   })
+}
+
+function urlOf(req: HttpRequest): string {
+  const q = req.getQuery()
+  return q ? `${req.getUrl()}?${q}` : req.getUrl()
 }
 
 function idempotencyHeader(req: HttpRequest, o: HttpApiOptions): string | null {

@@ -147,27 +147,64 @@ class Partition {
   }
 }
 
+/** The partition of a request is not served by this node (cluster mode): the dispatcher redirects. */
+export class PartitionNotHereError extends VvmError {
+  constructor(readonly app: string, readonly partition: number) {
+    super('BUSY', `partition ${partition} of ${app} is not served by this node`, { retryAfterS: 1 })
+  }
+}
+
 export class PartitionSet {
-  private readonly byApp = new Map<string, Partition[]>()
+  /** Per app, a slot per partition: the running worker, or undefined where this node does not serve it. */
+  private readonly byApp = new Map<string, (Partition | undefined)[]>()
+  private readonly urls = new Map<string, string>()
 
   private constructor(private readonly opts: PartitionSetOptions) {
     for (const a of opts.apps) {
-      const list: Partition[] = []
-      for (let i = 0; i < a.partitions; i++) list.push(new Partition(a.qname, i, a.partitions, a.url, opts))
-      this.byApp.set(a.qname, list)
+      this.byApp.set(a.qname, new Array<Partition | undefined>(a.partitions).fill(undefined))
+      this.urls.set(a.qname, a.url)
     }
   }
 
-  static async start(opts: PartitionSetOptions): Promise<PartitionSet> {
+  /** Starts every partition (one node owns all), or none (cluster mode: ownership starts them). */
+  static async start(opts: PartitionSetOptions, startAll = true): Promise<PartitionSet> {
     const set = new PartitionSet(opts)
-    const all = [...set.byApp.values()].flat()
+    if (!startAll) return set
     try {
-      await Promise.all(all.map((p) => p.ready))
+      await Promise.all(opts.apps.flatMap((a) => Array.from({ length: a.partitions }, (_, i) => set.startPartition(a.qname, i))))
     } catch (err) {
       await set.stop()
       throw err
     }
     return set
+  }
+
+  /** Starts the worker of one partition (it recovers, then serves); resolves when it is ready. */
+  async startPartition(app: string, index: number): Promise<void> {
+    const slots = this.byApp.get(app)!
+    if (slots[index] !== undefined) return
+    const p = new Partition(app, index, slots.length, this.urls.get(app)!, this.opts)
+    slots[index] = p
+    try {
+      await p.ready
+    } catch (err) {
+      slots[index] = undefined
+      await p.stop()
+      throw err
+    }
+  }
+
+  /** Stops serving one partition: new requests are not taken, the worker drains and exits. */
+  async stopPartition(app: string, index: number): Promise<void> {
+    const slots = this.byApp.get(app)!
+    const p = slots[index]
+    if (p === undefined) return
+    slots[index] = undefined
+    await p.stop()
+  }
+
+  serves(app: string, index: number): boolean {
+    return this.byApp.get(app)?.[index] !== undefined
   }
 
   partitionOf(app: string, wsid: number): number {
@@ -176,30 +213,38 @@ export class PartitionSet {
 
   /** Hands a request to its workspace's partition; throws BusyError (503) when it cannot. */
   submit(req: EngineRequest, sink: ReplySink): void {
-    const parts = this.byApp.get(req.app)
-    if (parts === undefined) throw new VvmError('NOT_FOUND', `app ${req.app} is not deployed`)
-    parts[req.wsid % parts.length]!.submit(req, sink, this.opts.inflightPerPartitionMax)
+    const slots = this.byApp.get(req.app)
+    if (slots === undefined) throw new VvmError('NOT_FOUND', `app ${req.app} is not deployed`)
+    const index = req.wsid % slots.length
+    const p = slots[index]
+    if (p === undefined) throw new PartitionNotHereError(req.app, index)
+    p.submit(req, sink, this.opts.inflightPerPartitionMax)
   }
 
-  /** Redeploys an app version (a module URL) on all its partitions, or undeploys it. */
+  private running(app?: string): Partition[] {
+    const lists = app === undefined ? [...this.byApp.values()] : [this.byApp.get(app) ?? []]
+    return lists.flat().filter((p): p is Partition => p !== undefined)
+  }
+
+  /** Redeploys an app version (a module URL) on all its running partitions, or undeploys it. */
   async deploy(app: string, appUrl: string | undefined): Promise<void> {
-    const parts = this.byApp.get(app)
-    if (parts === undefined) throw new VvmError('NOT_FOUND', `app ${app} is not deployed`)
-    await Promise.all(parts.map((p) => p.command(appUrl === undefined ? { type: 'undeploy' } : { type: 'deploy', appUrl })))
+    if (!this.byApp.has(app)) throw new VvmError('NOT_FOUND', `app ${app} is not deployed`)
+    if (appUrl !== undefined) this.urls.set(app, appUrl)
+    await Promise.all(this.running(app).map((p) => p.command(appUrl === undefined ? { type: 'undeploy' } : { type: 'deploy', appUrl })))
   }
 
   /** Events behind the PLog per async projector, by app and partition. */
   actualizerLags(app: string, projectors: readonly string[]): { partition: number; projector: string; lag: number }[] {
     const out: { partition: number; projector: string; lag: number }[] = []
-    for (const p of this.byApp.get(app) ?? []) {
+    for (const p of this.running(app)) {
       projectors.slice(0, Stat.ACTUALIZERS_MAX).forEach((projector, i) => out.push({ partition: p.index, projector, lag: p.stats[Stat.ACTUALIZER_LAG_BASE + i]! }))
     }
     return out
   }
 
-  /** Per-partition figures for metrics and the admin view. */
+  /** Per-partition figures for metrics and the admin view (partitions this node serves). */
   stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; lastBatchSize: number; plogOffset: number }[] {
-    return [...this.byApp.values()].flat().map((p) => ({
+    return this.running().map((p) => ({
       app: p.app, partition: p.index, pending: p.pending.size, ringBytesUsed: p.producer.usedBytes(),
       batches: p.stats[Stat.BATCHES]!, commands: p.stats[Stat.COMMANDS]!, committed: p.stats[Stat.COMMITTED]!,
       commitMsTotal: p.stats[Stat.COMMIT_MS_TOTAL]!, lastBatchSize: p.stats[Stat.LAST_BATCH_SIZE]!, plogOffset: p.stats[Stat.PLOG_OFFSET]!,
@@ -207,6 +252,8 @@ export class PartitionSet {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.byApp.values()].flat().map((p) => p.stop()))
+    const all = this.running()
+    for (const slots of this.byApp.values()) slots.fill(undefined)
+    await Promise.all(all.map((p) => p.stop()))
   }
 }

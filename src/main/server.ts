@@ -30,6 +30,8 @@ const SHUTDOWN_GRACE_MS = 200
 
 export interface VvmServer {
   readonly port: number
+  /** Partitions per app, as stored with the data. */
+  readonly appPartitions: ReadonlyMap<string, number>
   readonly metricsPort: number
   readonly metrics: ServerMetrics
   readonly apps: ReadonlyMap<string, AppDef>
@@ -71,7 +73,12 @@ export function storageConfigOf(config: VvmConfig): StorageConfig {
  * Starts serving. With `provider` given (the VVM opens storage first to win leadership), the
  * server uses it and leaves closing it to the caller; otherwise it opens and closes its own.
  */
-export async function startServer(config: VvmConfig, log: Logger = pino({ level: config.logLevel }), given?: IStorageProvider): Promise<VvmServer> {
+export interface ClusterHooks {
+  /** Which node serves a partition this node does not (for redirects). */
+  ownerOf: (app: string, partition: number) => { nodeId: string; advertise: string } | undefined
+}
+
+export async function startServer(config: VvmConfig, log: Logger = pino({ level: config.logLevel }), given?: IStorageProvider, cluster?: ClusterHooks): Promise<VvmServer> {
   assertNativeUws()
   const appUrls = config.apps.map(resolveAppUrl)
   const apps = await loadApps(appUrls)
@@ -101,11 +108,11 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       },
       log: logFn,
       onProblem: (err) => { log.error({ err }, 'partition problem'); serving = false },
-    })
+    }, cluster === undefined)
     queries = provider.sharedAcrossThreads
       ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, log: logFn })
       : undefined
-    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides)
+    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf)
     const metrics = new ServerMetrics()
     registerEngineGauges(metrics, apps, partitions, queries)
     const app = uws.App()
@@ -151,7 +158,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     }
     log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
     return {
-      port, metricsPort, metrics, apps, partitions: parts, queries: pool, log,
+      port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, appPartitions: partitionCounts,
       stopServing: () => { serving = false },
       redeployApp: async (qname, url) => {
         const next = await loadApp(url)

@@ -11,7 +11,8 @@ import { StorageError } from '../shared/errors.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import type { IStorageProvider } from '../shared/storage/types.js'
 import type { VvmConfig } from './config.js'
-import { Leadership } from './leadership.js'
+import { Leadership, SYS_APP } from './leadership.js'
+import { PartitionOwnership } from './ownership.js'
 import { startServer, storageConfigOf, type VvmServer } from './server.js'
 
 const HOLDER_FILE = 'vvm.holder.json'
@@ -26,6 +27,7 @@ export class VVM {
   private shutting: Promise<Error | undefined> | undefined
   private provider: IStorageProvider | undefined
   private leadership: Leadership | undefined
+  private ownership: PartitionOwnership | undefined
   private server: VvmServer | undefined
   private servingResolve: ((s: VvmServer) => void) | undefined
   private servingReject: ((e: Error) => void) | undefined
@@ -65,7 +67,11 @@ export class VVM {
   private async runLauncher(): Promise<void> {
     this.provider = await openStorage(this.config)
     const logFn = (level: 'info' | 'warn' | 'error', msg: string): void => this.log[level](msg)
-    this.leadership = await Leadership.open(this.provider, { nodeId: this.config.nodeId || `${hostname()}:${process.pid}`, leaseTtlS: this.config.leaseTtlS, log: logFn })
+    if (this.config.advertise !== '') {
+      await this.launchClusterNode(this.provider, logFn)
+      return
+    }
+    this.leadership = await Leadership.open(this.provider, { nodeId: this.nodeId, leaseTtlS: this.config.leaseTtlS, log: logFn })
     await this.leadership.acquire(this.servicesShut.signal)
     if (this.servicesShut.signal.aborted) return
     this.leadership.monitor((err) => this.onLeadershipLost(err))
@@ -75,6 +81,40 @@ export class VVM {
     this.server.metrics.registry.gauge('vvm_problem', '1 once the VVM has a problem (it stops)', () => [{ labels: {}, value: this.problemErr ? 1 : 0 }])
     if (this.servicesShut.signal.aborted) return
     this.servingResolve!(this.server)
+  }
+
+  get nodeId(): string {
+    return this.config.nodeId || `${hostname()}:${process.pid}`
+  }
+
+  /**
+   * Cluster mode: no VVM-wide leader; every node serves, and the partitions are shared out
+   * through per-partition leases (ownership.ts). Requests for a partition served elsewhere
+   * are redirected there (307).
+   */
+  private async launchClusterNode(provider: IStorageProvider, log: (level: 'info' | 'warn' | 'error', msg: string) => void): Promise<void> {
+    let ownership: PartitionOwnership | undefined
+    const self = this.nodeId
+    const server = await startServer(this.config, this.log, provider, {
+      ownerOf: (app, partition) => {
+        const o = ownership?.ownerOf(app, partition)
+        return o === undefined || o.nodeId === self ? undefined : o
+      },
+    })
+    this.server = server
+    ownership = new PartitionOwnership(await provider.appStorage(SYS_APP), {
+      nodeId: self, advertise: this.config.advertise, leaseTtlS: this.config.leaseTtlS,
+      apps: [...server.appPartitions].map(([qname, partitions]) => ({ qname, partitions })),
+      acquire: (p) => server.partitions.startPartition(p.app, p.partition),
+      release: (p) => server.partitions.stopPartition(p.app, p.partition),
+      log,
+    })
+    this.ownership = ownership
+    const owned = ownership
+    server.metrics.registry.gauge('vvm_partitions_owned', 'partitions this node serves (cluster mode)', () => [{ labels: {}, value: owned.ownedCount() }])
+    await ownership.start()
+    if (this.servicesShut.signal.aborted) return
+    this.servingResolve!(server)
   }
 
   private onLeadershipLost(err: Error): void {
@@ -94,6 +134,10 @@ export class VVM {
       this.servicesShut.abort(new Error('shutdown'))
       this.servingReject!(new Error('the VVM was shut down before it served'))
       await this.launcher
+      // Cluster mode: drain this node's partitions and give their leases up before closing, so
+      // the other nodes take them over at once.
+      this.server?.stopServing()
+      await this.ownership?.stop()
       await this.server?.close()
       await this.leadership?.release()
       await this.provider?.close()

@@ -3,6 +3,8 @@
 // else builds status numbers.
 
 export const ErrorCodes = {
+  /** Cluster mode: another node serves this workspace's partition (`data.location`). */
+  MOVED: 307,
   BAD_REQUEST: 400,
   BAD_JSON: 400,
   VALIDATION: 400,

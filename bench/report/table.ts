@@ -1,0 +1,66 @@
+// Text tables for the terminal and for docs/benchmarks.md (Markdown).
+
+import type { BenchReport, RunResult } from '../result.js'
+import { fmtInt } from './progress.js'
+
+export const fmtMs = (us: number): string => (us === 0 ? '–' : us < 10_000 ? (us / 1000).toFixed(2) : us < 1_000_000 ? (us / 1000).toFixed(1) : fmtInt(us / 1000))
+export const fmtRatio = (r: number | null | undefined): string => (r === null || r === undefined ? '–' : r >= 10 ? `${r.toFixed(1)}×` : r >= 0.1 ? `${(r * 100).toFixed(0)} %` : `${(r * 100).toFixed(1)} %`)
+
+export function runRow(r: RunResult): string[] {
+  const lat = r.latencyUs
+  const load = r.mode === 'open' ? `open ${fmtInt(r.settings.ratePerS ?? 0)}/s` : 'closed'
+  return [
+    r.label,
+    `${r.transport}${r.transport === 'http' ? ' ' + r.api : ''}, ${r.settings.connections}×${r.settings.pipeline}, ${load}`,
+    fmtInt(r.throughputPerS),
+    r.ceiling === undefined ? '–' : fmtRatio(r.ceiling.throughputRatio),
+    r.mode === 'open' ? fmtMs(lat.p50) : `(${fmtMs(lat.p50)})`,
+    r.mode === 'open' ? fmtMs(lat.p90) : `(${fmtMs(lat.p90)})`,
+    r.mode === 'open' ? fmtMs(lat.p99) : `(${fmtMs(lat.p99)})`,
+    r.mode === 'open' ? fmtMs(lat.p999) : `(${fmtMs(lat.p999)})`,
+    r.mode === 'open' ? fmtMs(lat.max) : `(${fmtMs(lat.max)})`,
+    r.ceiling?.p99Ratio == null ? '–' : fmtRatio(r.ceiling.p99Ratio),
+    r.errors.total === 0 ? '0' : `${fmtInt(r.errors.total)} ✗`,
+    r.clientElu.toFixed(2),
+    r.serverCores === null ? '–' : r.serverCores.toFixed(2),
+    r.otherCores === null ? '–' : r.otherCores.toFixed(2),
+  ]
+}
+
+export const RUN_HEADER = ['run', 'load', 'ok/s', '÷ ceiling', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p99 ÷ ceiling', 'errors', 'client ELU', 'server cores', 'other cores']
+
+export function textTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+export function markdownTable(header: string[], rows: string[][]): string {
+  const esc = (s: string): string => s.replace(/\|/g, '\\|')
+  return [`| ${header.map(esc).join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n')
+}
+
+/** The summary printed at the end of every invocation. */
+export function terminalSummary(rep: BenchReport): string {
+  const out: string[] = []
+  out.push(`commit ${rep.commit} · ${rep.machine.nproc} × ${rep.machine.cpuModel} · node ${rep.machine.node} · load average ${rep.machine.loadAverage.join(' / ')} · ${rep.durability}`)
+  out.push('latency in ms; in parentheses: closed-loop latency, not a latency figure (throughput only)')
+  out.push(textTable(RUN_HEADER, rep.runs.map(runRow)))
+  for (const s of rep.sweeps) {
+    out.push('')
+    out.push(`${s.title}${s.knee === undefined ? '' : ` — knee at ${fmtInt(s.knee.ratePerS)}/s (${s.knee.reason})`}`)
+    out.push(textTable([s.xLabel, ...RUN_HEADER.slice(2)], s.points.map((p) => [fmtInt(p.x), ...runRow(p.run).slice(2)])))
+  }
+  if (rep.targets.length > 0) {
+    out.push('')
+    out.push(textTable(['target (PERFORMANCE.md)', 'wanted', 'measured', 'met'], rep.targets.map((t) => [t.figure, t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])))
+  }
+  for (const r of [...rep.runs, ...rep.sweeps.flatMap((s) => s.points.map((p) => p.run))]) {
+    if (r.errors.total === 0) continue
+    out.push('')
+    out.push(`errors in "${r.label}": ${Object.entries(r.errors.byKind).map(([k, n]) => `${k}: ${fmtInt(n)}`).join(', ')}`)
+    for (const s of r.errors.samples.slice(0, 3)) out.push(`  e.g. ${s}`)
+  }
+  for (const n of rep.notes) out.push(`note: ${n}`)
+  return out.join('\n')
+}

@@ -1,0 +1,67 @@
+// A server in a child process: started with its command line, ready when it prints
+// "listening on http://host:port", stopped with SIGTERM (SIGKILL if it does not exit in time).
+// Its CPU time is read from /proc so a run can say how many cores the server used.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { clockTicksPerS } from '../load/cpu.js'
+
+const READY_TIMEOUT_MS = 30_000
+const STOP_TIMEOUT_MS = 20_000
+/** Output kept for error messages; older output is dropped. */
+const OUTPUT_CHARS_MAX = 16_384
+
+export interface ChildServer {
+  readonly url: string
+  readonly pid: number
+  /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
+  cpuSeconds(): number | undefined
+  output(): string
+  stop(): Promise<void>
+}
+
+export async function startChildServer(args: readonly string[], what: string): Promise<ChildServer> {
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  const keep = (d: Buffer): void => {
+    out += d.toString()
+    if (out.length > OUTPUT_CHARS_MAX) out = out.slice(-OUTPUT_CHARS_MAX)
+  }
+  proc.stdout!.on('data', keep)
+  proc.stderr!.on('data', keep)
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${what} did not start in ${READY_TIMEOUT_MS} ms:\n${out}`)) }, READY_TIMEOUT_MS)
+    const check = (): void => {
+      const m = /listening on (http:\/\/[^\s]+?:\d+)/.exec(out)
+      if (m) { clearTimeout(timer); proc.stdout!.off('data', check); resolve(m[1]!) }
+    }
+    proc.stdout!.on('data', check)
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`${what} exited with ${code} before listening:\n${out}`)) })
+  })
+  return {
+    url,
+    pid: proc.pid!,
+    cpuSeconds: () => cpuSecondsOf(proc),
+    output: () => out,
+    stop: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      proc.kill('SIGTERM')
+      const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+function cpuSecondsOf(proc: ChildProcess): number | undefined {
+  try {
+    // Fields after the command name (which may hold spaces, hence the last ')'): utime is the
+    // 14th field and stime the 15th of the whole line.
+    const stat = readFileSync(`/proc/${proc.pid}/stat`, 'latin1')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerS()
+  } catch {
+    return undefined // not Linux, or the process is gone: the run reports no server CPU
+  }
+}

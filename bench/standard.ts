@@ -1,0 +1,218 @@
+// `vvm bench standard`: the report docs/benchmarks.md quotes. One command from a fresh clone;
+// the ceilings, every PERFORMANCE.md target this harness can measure, the sweeps (partitions,
+// workspaces, open-loop rates up to the knee) and a CPU profile of the server under the
+// headline load. Each step is short by default; --quick shrinks everything to a smoke test.
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { BenchOptions } from './options.js'
+import { summarizeProfiles } from './profile.js'
+import { latencyChart } from './report/charts.js'
+import { fmtInt, ProgressLine } from './report/progress.js'
+import { fmtMs, fmtRatio, terminalSummary } from './report/table.js'
+import { commit, defaultOutDir, machine, writeReport } from './report/write.js'
+import type { BenchReport, RunResult, Sweep, TargetCheck, ThreadProfile } from './result.js'
+import { stepFromOptions } from './run.js'
+import { attachCeiling, ceilingStep, runStep, Target, type Step } from './session.js'
+import { runLine } from './summary.js'
+import { runNotes } from './notes.js'
+import { binaryTransportAvailable } from './transport/binary.js'
+
+/** PERFORMANCE.md: p99 at half of the maximum command rate must stay at or under this. */
+const P99_TARGET_US = 5000
+/** Rate sweep steps, as fractions of the closed-loop maximum; stops after the knee. */
+const RATE_FRACTIONS = [0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.2]
+/** A rate step is past the knee when it delivers less than this share of its intended rate… */
+const KEEP_UP_SHARE = 0.95
+/** …or its p99 exceeds this many times the first step's (and the 5 ms target). */
+const P99_GROWTH_MAX = 10
+/** The binary protocol's load: one connection, 256 in flight (PERFORMANCE.md's WS ceiling). */
+const WS_CONNECTIONS = 1
+const WS_PIPELINE = 256
+
+export async function standardCommand(o: BenchOptions, commandLine: string): Promise<number> {
+  const progress = new ProgressLine()
+  const base = stepFromOptions(o, '')
+  const http64: Step = { ...base, transport: 'http', api: 'v1', connections: 64, pipeline: 1, mode: 'closed', ratePerS: 0 }
+  const runs: RunResult[] = []
+  const sweeps: Sweep[] = []
+  const notes: string[] = []
+  const done = (r: RunResult): RunResult => { progress.line(runLine(r)); return r }
+  const engineOptions = { partitions: o.partitions, storage: o.storage, app: 'demo/bank', extraArgs: o.serverArgs }
+  const binary = o.transport === 'ws' || binaryTransportAvailable()
+
+  // 1. Ceilings (the echo server alone on the machine), closed loop.
+  const echo = await Target.echo()
+  let server: Target | undefined
+  let ceilHttp: RunResult, ceilOne: RunResult, ceilWs: RunResult | undefined
+  let deposit: RunResult, one: RunResult, query: RunResult, half: RunResult, wsDeposit: RunResult | undefined
+  try {
+    ceilHttp = done(await runStep(ceilingStep({ ...http64, label: '' }), echo, progress))
+    ceilOne = done(await runStep(ceilingStep({ ...http64, connections: 1, label: '' }), echo, progress))
+    const wsStep: Step = { ...http64, transport: 'ws', api: 'v2', connections: WS_CONNECTIONS, pipeline: WS_PIPELINE }
+    ceilWs = done(await runStep(ceilingStep(wsStep), echo, progress))
+    runs.push(ceilHttp, ceilOne, ceilWs)
+
+    // 2. The engine, closed loop: the throughput targets.
+    server = await Target.start(engineOptions)
+    notes.push(`server: ${server.server?.commandLine ?? ''}`)
+    deposit = done(attachCeiling(await runStep({ ...http64, scenario: 'deposit', label: 'deposit, HTTP v1, 64 connections' }, server, progress), ceilHttp))
+    one = done(attachCeiling(await runStep({ ...http64, connections: 1, scenario: 'deposit', label: 'deposit, one at a time' }, server, progress), ceilOne))
+    runs.push(deposit, one)
+    if (binary) {
+      try {
+        wsDeposit = done(attachCeiling(await runStep({ ...wsStep, scenario: 'deposit', label: `deposit, binary protocol, ${WS_CONNECTIONS}×${WS_PIPELINE}` }, server, progress), ceilWs))
+        runs.push(wsDeposit)
+      } catch (err) {
+        notes.push(`binary protocol run not measured: ${(err as Error).message}`)
+      }
+    } else notes.push('binary protocol run not measured: the SDK (src/client) is not built yet — the binary transport is pending')
+    query = done(attachCeiling(await runStep({ ...http64, api: 'v2', scenario: 'point-query', label: 'point query, HTTP v2, 64 connections' }, server, progress), ceilHttp))
+    const mixed = done(attachCeiling(await runStep({ ...http64, api: 'v2', scenario: 'mixed', label: 'mixed, HTTP v2, 64 connections' }, server, progress), ceilHttp))
+    const transfer = done(attachCeiling(await runStep({ ...http64, scenario: 'transfer', label: 'transfer, HTTP v1, 64 connections' }, server, progress), ceilHttp))
+    runs.push(query, mixed, transfer)
+
+    // 3. Open loop at half the maximum command rate: the latency target, beside its ceiling.
+    const halfRate = Math.max(100, Math.round(deposit.throughputPerS / 2))
+    const open: Step = { ...http64, mode: 'open', ratePerS: halfRate }
+    const ceilHalf = done(await runStep(ceilingStep(open), echo, progress))
+    half = done(attachCeiling(await runStep({ ...open, scenario: 'deposit', label: `deposit, open loop at half the maximum (${fmtInt(halfRate)}/s)` }, server, progress), ceilHalf))
+    runs.push(ceilHalf, half)
+
+    // 4. Rate sweep on the same server, up to the knee.
+    sweeps.push(await rateSweep({ ...open, scenario: 'deposit' }, deposit.throughputPerS, server, progress, done, o.quick))
+  } finally {
+    await echo.stop()
+    await server?.stop()
+  }
+
+  // 5. Workspaces and partitions: a fresh server per point.
+  const halfRate = Math.max(100, Math.round(deposit.throughputPerS / 2))
+  const wsCounts = o.quick ? [100, 1000] : [1000, 10_000, 100_000]
+  sweeps.push(await freshServerSweep('workspaces', `Latency with 1k/10k/100k workspaces (deposit, open loop ${fmtInt(halfRate)}/s)`, 'workspaces', wsCounts,
+    (n) => ({ ...http64, scenario: 'deposit', mode: 'open', ratePerS: halfRate, workspaces: n, label: `deposit over ${fmtInt(n)} workspaces` }), () => engineOptions, progress, done))
+  const partitionCounts = o.quick ? [1, 2] : [1, 2, 4, 8]
+  sweeps.push(await freshServerSweep('partitions', 'Throughput with 1/2/4/8 partitions (deposit, closed loop, 64 connections)', 'partitions', partitionCounts,
+    (n) => ({ ...http64, scenario: 'deposit', label: `deposit, ${n} partition${n === 1 ? '' : 's'}` }), (n) => ({ ...engineOptions, partitions: n }), progress, done))
+
+  // 6. Where the time goes: a CPU profile of every server thread under the headline load.
+  const profile = await profileRun({ ...http64, scenario: 'deposit', label: 'deposit, profiled (not a figure)' }, engineOptions, progress)
+
+  const rate = sweeps.find((s) => s.name === 'rate')
+  const targets = targetChecks({ deposit, one, query, half, wsDeposit, ceilHttp, ceilWs, binary })
+  notes.push(...runNotes([...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))]))
+  notes.push(`${machine().nproc} cores shared by the server and the load generator (${o.workers} load worker${o.workers === 1 ? '' : 's'})`)
+  const pastKnee = new Set(rate?.points.filter((p) => rate.knee !== undefined && p.x > rate.knee.ratePerS).map((p) => p.run) ?? [])
+  const wrongReply = (r: RunResult): boolean => Object.keys(r.errors.byKind).some((k) => k.startsWith('content') || k.startsWith('check'))
+  const passed = [...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))].every((r) => (pastKnee.has(r) ? !wrongReply(r) : r.passed))
+  const report: BenchReport = {
+    kind: 'standard', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine,
+    durability: o.storage === 'level' ? 'level storage (LevelDB), every write batch synced before its replies: durable' : 'mem storage: NOT durable',
+    runs, sweeps, targets, profile, notes, passed,
+  }
+  const out = o.out ?? defaultOutDir('standard')
+  const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${commit()})`)
+  const files = await writeReport(report, main, out)
+  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html}\nchart:  ${files.png}\n`)
+  if (!passed) process.stdout.write('\nFAILED: some replies were wrong or missing (errors above); these figures are not valid.\n')
+  return passed ? 0 : 1
+}
+
+async function rateSweep(open: Step, maxPerS: number, server: Target, progress: ProgressLine, done: (r: RunResult) => RunResult, quick: boolean): Promise<Sweep> {
+  const sweep: Sweep = { name: 'rate', title: 'Open-loop rate sweep (deposit, 64 connections)', xLabel: 'intended rate, per second', points: [] }
+  let firstP99 = 0
+  let lastGood: number | undefined
+  for (const f of quick ? [0.25, 0.7, 1.2] : RATE_FRACTIONS) {
+    const rate = Math.max(50, Math.round(maxPerS * f))
+    const run = done(await runStep({ ...open, ratePerS: rate, label: `deposit at ${fmtInt(rate)}/s (${Math.round(f * 100)} % of max)` }, server, progress))
+    sweep.points.push({ x: rate, run })
+    if (firstP99 === 0) firstP99 = run.latencyUs.p99
+    const reasons: string[] = []
+    if (run.throughputPerS < rate * KEEP_UP_SHARE) reasons.push(`delivered ${fmtInt(run.throughputPerS)}/s of ${fmtInt(rate)}/s`)
+    if (run.latencyUs.p99 > Math.max(P99_TARGET_US, firstP99 * P99_GROWTH_MAX)) reasons.push(`p99 ${fmtMs(run.latencyUs.p99)} ms`)
+    if (run.errors.total > 0) reasons.push(`${fmtInt(run.errors.total)} errors`)
+    if (reasons.length > 0) {
+      sweep.knee = lastGood === undefined
+        ? { ratePerS: 0, reason: `already past the knee at the lowest rate: ${reasons.join(', ')}` }
+        : { ratePerS: lastGood, reason: `the next step (${fmtInt(rate)}/s): ${reasons.join(', ')}` }
+      break
+    }
+    lastGood = rate
+  }
+  if (sweep.knee === undefined && lastGood !== undefined) sweep.knee = { ratePerS: lastGood, reason: 'no step went past the knee' }
+  return sweep
+}
+
+async function freshServerSweep(
+  name: Sweep['name'], title: string, xLabel: string, xs: number[], step: (x: number) => Step,
+  engine: (x: number) => Parameters<typeof Target.start>[0], progress: ProgressLine, done: (r: RunResult) => RunResult,
+): Promise<Sweep> {
+  const sweep: Sweep = { name, title, xLabel, points: [] }
+  for (const x of xs) {
+    const server = await Target.start(engine(x))
+    try {
+      sweep.points.push({ x, run: done(await runStep(step(x), server, progress)) })
+    } finally {
+      await server.stop()
+    }
+  }
+  return sweep
+}
+
+async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0], progress: ProgressLine): Promise<ThreadProfile[] | null> {
+  const dir = await mkdtemp(join(tmpdir(), 'vvm-bench-prof-'))
+  try {
+    const server = await Target.start({ ...engine, cpuProfDir: dir })
+    try {
+      progress.line(runLine(await runStep(step, server, progress)))
+    } finally {
+      await server.stop()
+    }
+    return await summarizeProfiles(dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+interface Measured {
+  deposit: RunResult
+  one: RunResult
+  query: RunResult
+  half: RunResult
+  wsDeposit: RunResult | undefined
+  ceilHttp: RunResult
+  ceilWs: RunResult | undefined
+  binary: boolean
+}
+
+function targetChecks(m: Measured): TargetCheck[] {
+  const perS = (r: RunResult): string => `${fmtInt(r.throughputPerS)}/s`
+  const ratio = (r: RunResult): number => r.ceiling?.throughputRatio ?? 0
+  const out: TargetCheck[] = []
+  if (m.wsDeposit !== undefined) {
+    out.push({
+      figure: 'durable commands/s, binary protocol, pipelined', target: '≥ 40 % of the WS echo ceiling; ≥ 30k/s',
+      measured: `${perS(m.wsDeposit)} = ${fmtRatio(ratio(m.wsDeposit))} of ${perS(m.ceilWs!)}`,
+      met: m.wsDeposit.passed && ratio(m.wsDeposit) >= 0.4 && m.wsDeposit.throughputPerS >= 30_000,
+    })
+  } else {
+    out.push({ figure: 'durable commands/s, binary protocol, pipelined', target: '≥ 40 % of the WS echo ceiling; ≥ 30k/s', measured: `pending: the binary transport needs the SDK (src/client)${m.ceilWs ? `; WS echo ceiling ${perS(m.ceilWs)}` : ''}`, met: null })
+  }
+  out.push({
+    figure: 'durable commands/s over HTTP v1, 64 connections', target: '≥ 25 % of the POST echo ceiling; ≥ 15k/s',
+    measured: `${perS(m.deposit)} = ${fmtRatio(ratio(m.deposit))} of ${perS(m.ceilHttp)}`,
+    met: m.deposit.passed && ratio(m.deposit) >= 0.25 && m.deposit.throughputPerS >= 15_000,
+  })
+  out.push({ figure: 'commands/s one at a time, durable', target: '≥ 2k/s', measured: perS(m.one), met: m.one.passed && m.one.throughputPerS >= 2000 })
+  out.push({
+    figure: 'p99 at half the maximum command rate, open loop', target: '≤ 5 ms',
+    measured: `${fmtMs(m.half.latencyUs.p99)} ms at ${fmtInt(m.half.settings.ratePerS ?? 0)}/s (p50 ${fmtMs(m.half.latencyUs.p50)}, p99.9 ${fmtMs(m.half.latencyUs.p999)})`,
+    met: m.half.passed && m.half.latencyUs.p99 <= P99_TARGET_US,
+  })
+  out.push({ figure: 'point queries/s through the piscina pool', target: '≥ 20k/s', measured: `${perS(m.query)} = ${fmtRatio(ratio(m.query))} of the POST echo ceiling`, met: m.query.passed && m.query.throughputPerS >= 20_000 })
+  out.push({ figure: 'command with a WASM extension vs builtin', target: '≥ 70 %', measured: 'not measured: no WASM scenario in bench yet', met: null })
+  out.push({ figure: 'restart with 1M events until the first command', target: '≤ 2 s', measured: 'not measured by bench yet', met: null })
+  out.push({ figure: 'memory with 10k idle WebSocket connections', target: '≤ 300 MiB RSS', measured: 'not measured by bench yet', met: null })
+  return out
+}

@@ -9,31 +9,19 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { openStorageProvider } from '../src/shared/storage/index.js'
 import { balanceOf, createAccount, http, scrape, spawnServer, type ChildServer } from './helpers/server.js'
+import { CASSANDRA_HOSTS as HOSTS, cassandraSkip, cassandraUnreachable } from './helpers/cassandra.js'
 
-const HOSTS = process.env['VVM_CASSANDRA_HOSTS'] ?? '127.0.0.1:9042'
 const LEASE_TTL_S = 3
 const PARTITIONS = 4
 const WORKSPACES = [11, 12, 13, 14, 15, 16, 17, 18]
 const PORTS = [18101 + (process.pid % 500) * 2, 18102 + (process.pid % 500) * 2]
 
-async function unreachable(): Promise<string | undefined> {
-  try {
-    const p = await openStorageProvider({ kind: 'cassandra', cassandraHosts: HOSTS.split(','), cassandraKeyspacePrefix: 'vvm_probe_' })
-    await p.close()
-    return undefined
-  } catch (err) {
-    return (err as Error).message
-  }
-}
-
-const down = await unreachable()
-const skip = down !== undefined && process.env['VVM_SKIP_CASSANDRA'] === '1'
-if (skip) console.warn(`!!! WARNING: VVM_SKIP_CASSANDRA=1 and no Cassandra at ${HOSTS}: the two-node test is SKIPPED`)
+const down = await cassandraUnreachable()
+const skip = cassandraSkip(down, 'the two-node test')
 
 describe('two nodes on Cassandra', () => {
-  it('share the partitions; SIGKILL one under load; the other serves all within the TTL; balances exact', { skip: skip ? 'VVM_SKIP_CASSANDRA=1' : false }, async () => {
+  it('share the partitions; SIGKILL one under load; the other serves all within the TTL; balances exact', { skip }, async () => {
     assert.equal(down, undefined, `no Cassandra at ${HOSTS}: start one with \`bash scripts/cassandra.sh start\``)
     const prefix = `vvmn_${randomBytes(4).toString('hex')}_`
     // The advertised URL must be known before start, so these nodes listen on fixed ports.

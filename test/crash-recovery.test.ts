@@ -6,10 +6,8 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { openStorageProvider } from '../src/shared/storage/index.js'
 import { createAccount, http, spawnServer, tempDir, type ChildServer } from './helpers/server.js'
-
-const CASSANDRA_HOSTS = process.env['VVM_CASSANDRA_HOSTS'] ?? '127.0.0.1:9042'
+import { CASSANDRA_HOSTS, cassandraSkip, cassandraUnreachable } from './helpers/cassandra.js'
 
 const WORKSPACES = [1001, 1002, 1003, 1004]
 const DEPOSITS = 3000
@@ -30,16 +28,6 @@ async function deposit(url: string, d: Deposit): Promise<boolean> {
   }
 }
 
-async function cassandraUnreachable(): Promise<string | undefined> {
-  try {
-    const p = await openStorageProvider({ kind: 'cassandra', cassandraHosts: CASSANDRA_HOSTS.split(','), cassandraKeyspacePrefix: 'vvm_probe_' })
-    await p.close()
-    return undefined
-  } catch (err) {
-    return (err as Error).message
-  }
-}
-
 describe('crash recovery on LevelDB', () => {
   it('SIGKILL mid-load, restart, retry with the same keys: balances exact', async () => {
     const dir = await tempDir()
@@ -53,9 +41,8 @@ describe('crash recovery on LevelDB', () => {
 
 describe('crash recovery on Cassandra', async () => {
   const unreachable = await cassandraUnreachable()
-  const skip = unreachable !== undefined && process.env['VVM_SKIP_CASSANDRA'] === '1'
-  if (skip) console.warn(`!!! WARNING: VVM_SKIP_CASSANDRA=1 and no Cassandra at ${CASSANDRA_HOSTS}: the Cassandra crash test is SKIPPED`)
-  it('SIGKILL mid-load, restart, retry with the same keys: balances exact', { skip: skip ? 'VVM_SKIP_CASSANDRA=1' : false }, async () => {
+  const skip = cassandraSkip(unreachable, 'the Cassandra crash test')
+  it('SIGKILL mid-load, restart, retry with the same keys: balances exact', { skip }, async () => {
     assert.equal(unreachable, undefined, `no Cassandra at ${CASSANDRA_HOSTS}: start one with \`bash scripts/cassandra.sh start\``)
     const prefix = `vvmc_${randomBytes(4).toString('hex')}_`
     // A short lease: the restarted node waits for the killed one's lease to expire.

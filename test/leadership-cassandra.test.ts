@@ -12,30 +12,19 @@ import { LEASE_KEY, SYS_APP } from '../src/main/leadership.js'
 import { openStorageProvider } from '../src/shared/storage/index.js'
 import type { StorageConfig } from '../src/shared/storage/types.js'
 import { balanceOf, createAccount, http, spawnServer, type ChildServer } from './helpers/server.js'
+import { CASSANDRA_HOSTS, cassandraSkip, cassandraUnreachable } from './helpers/cassandra.js'
 
-const HOSTS = (process.env['VVM_CASSANDRA_HOSTS'] ?? '127.0.0.1:9042').split(',')
+const HOSTS = CASSANDRA_HOSTS.split(',')
 const PREFIX = `vvml_${randomBytes(4).toString('hex')}_`
 const STORAGE: StorageConfig = { kind: 'cassandra', cassandraHosts: HOSTS, cassandraKeyspacePrefix: PREFIX }
 const LEASE_TTL_S = 3
 const FLAGS = ['--storage', 'cassandra', '--cassandra-hosts', HOSTS.join(','), '--cassandra-keyspace-prefix', PREFIX, '--lease-ttl-s', String(LEASE_TTL_S), '--partitions', '2']
 
-async function reachable(): Promise<string | undefined> {
-  try {
-    const p = await openStorageProvider(STORAGE)
-    await p.close()
-    return undefined
-  } catch (err) {
-    return (err as Error).message
-  }
-}
-
-const unreachable = await reachable()
+const unreachable = await cassandraUnreachable()
 
 describe('leadership on Cassandra', () => {
   if (unreachable !== undefined) {
-    const skip = process.env['VVM_SKIP_CASSANDRA'] === '1'
-    if (skip) console.warn(`!!! WARNING: VVM_SKIP_CASSANDRA=1 and no Cassandra at ${HOSTS.join(',')}: leadership tests SKIPPED`)
-    it('needs a Cassandra server', { skip: skip ? 'VVM_SKIP_CASSANDRA=1' : false }, () => {
+    it('needs a Cassandra server', { skip: cassandraSkip(unreachable, 'the leadership tests') }, () => {
       assert.fail(`no Cassandra at ${HOSTS.join(',')}: ${unreachable}; start one with \`bash scripts/cassandra.sh start\``)
     })
     return

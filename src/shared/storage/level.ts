@@ -115,13 +115,12 @@ class LevelAppStorage implements IAppStorage {
     checkBatch(items)
     if (items.length === 0) return
     const nowMs = Date.now()
-    const operations = items.map((item) => ({
-      type: 'put' as const,
-      key: this.rowKey(item.pk, item.cc),
-      value: encodeStored(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)),
-    }))
+    // The chained form: abstract-level's array form clones every operation with the options
+    // spread into it, which measured ~5x slower for a 320-item group commit (1.7 ms vs 0.36 ms).
+    const batch = this.db.batch()
+    for (const item of items) batch.put(this.rowKey(item.pk, item.cc), encodeStored(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
     try {
-      await this.db.batch(operations, SYNC)
+      await batch.write(SYNC)
     } catch (err) {
       throw levelError('putBatch', err)
     }

@@ -13,6 +13,8 @@ Usage:
   vvm bench [scenario] [options]   run one scenario (default: deposit) and its ceiling
   vvm bench standard [options]     the standard report: ceilings, targets, sweeps (partitions,
                                    workspaces, open-loop rates up to the knee), CPU profile
+  vvm bench report <result.json> [--out dir]
+                                   write report.md, report.html and chart.png again from a result file
   vvm bench --help                 this text
 
 Scenarios: ${SHIPPED_SCENARIOS.join(', ')}, or a path to your own module (see bench/README.md).
@@ -39,6 +41,10 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     return 0
   }
   try {
+    if (argv[0] === 'report') {
+      const { reportCommand } = await import('./rerender.js')
+      return await reportCommand(argv.slice(1))
+    }
     const o = parseBenchArgs(argv)
     const commandLine = ['vvm', 'bench', ...argv].join(' ')
     if (o.command === 'standard') {

@@ -8,6 +8,7 @@ export interface BenchOptions {
   /** `run`: a shipped scenario's name or a path to a scenario module. */
   scenario: string
   target: string | undefined
+  token: string | undefined
   transport: 'http' | 'ws'
   api: 'v1' | 'v2'
   connections: number
@@ -45,13 +46,14 @@ interface Spec {
 
 const SPECS: readonly Spec[] = [
   { key: 'target', flag: 'target', kind: 'string', help: 'URL of a running server (http://host:port); default: start one (node bin/vvm.js start)' },
+  { key: 'token', flag: 'token', kind: 'string', help: 'bearer token every request carries (HTTP authorization header, binary protocol HELLO); setup uses it too' },
   { key: 'transport', flag: 'transport', kind: 'enum', values: ['http', 'ws'], help: 'http: HTTP/1.1 keep-alive (API v2); ws: the binary WebSocket protocol through the SDK' },
   { key: 'api', flag: 'api', kind: 'enum', values: ['v2', 'v1'], help: 'HTTP API for commands: v2, or v1 (/api/{owner}/{app}/{wsid}/c.{pkg}.{Cmd})' },
   { key: 'connections', flag: 'connections', kind: 'int', min: 1, max: 10_000, help: 'connections, spread over the load workers' },
   { key: 'pipeline', flag: 'pipeline', kind: 'int', min: 1, max: 4096, help: 'operations in flight per connection (HTTP pipelining / protocol requests)' },
   { key: 'workers', flag: 'workers', kind: 'int', min: 1, max: 64, help: 'load-generator worker threads' },
-  { key: 'durationS', flag: 'duration-s', kind: 'number', min: 0.1, max: 3600, help: 'seconds measured, after the warm-up' },
-  { key: 'warmupS', flag: 'warmup-s', kind: 'number', min: 0, max: 600, help: 'seconds of load before measuring' },
+  { key: 'durationS', flag: 'duration-s', kind: 'number', min: 0.1, max: 3600, help: 'seconds measured, after the warm-up (standard report: 5 per step)' },
+  { key: 'warmupS', flag: 'warmup-s', kind: 'number', min: 0, max: 600, help: 'seconds of load before measuring (standard report: 1 per step)' },
   { key: 'workspaces', flag: 'workspaces', kind: 'int', min: 1, max: 10_000_000, help: 'workspaces the scenario spreads over (setup opens their accounts)' },
   { key: 'wsidBase', flag: 'wsid-base', kind: 'int', min: 1, max: 2 ** 48, help: 'workspace id of the first workspace' },
   { key: 'payloadBytes', flag: 'payload-bytes', kind: 'int', min: 16, max: 1024 * 1024, help: 'request body size of the echo ceiling (and of scenarios that carry a payload)' },
@@ -64,12 +66,12 @@ const SPECS: readonly Spec[] = [
   { key: 'serverArgs', flag: 'server-arg', kind: 'list', help: 'another `vvm start` flag for the server the harness starts, e.g. --server-arg=--ring-bytes=16777216; repeatable' },
   { key: 'cpuProf', flag: 'cpu-prof', kind: 'flag', help: 'profile the server the harness starts (node --cpu-prof) and list its top frames' },
   { key: 'quick', flag: 'quick', kind: 'flag', help: 'short steps and small sweeps (smoke test; figures are not a report)' },
-  { key: 'out', flag: 'out', kind: 'string', help: 'directory for result.json, report.html and chart.png; default bench-results/<time>-<name>' },
+  { key: 'out', flag: 'out', kind: 'string', help: 'directory for result.json, report.md, report.html and chart.png; default bench-results/<time>-<name>' },
 ]
 
 export function defaultOptions(command: BenchOptions['command'], quick: boolean): BenchOptions {
   return {
-    command, scenario: 'deposit', target: undefined, transport: 'http', api: 'v2',
+    command, scenario: 'deposit', target: undefined, token: undefined, transport: 'http', api: 'v2',
     connections: 64, pipeline: 1, workers: 1,
     // The standard report runs some 25 steps: 5 s each keeps it near four minutes.
     durationS: quick ? 1 : command === 'standard' ? 5 : 10, warmupS: quick ? 0.5 : command === 'standard' ? 1 : 2,

@@ -52,13 +52,15 @@ export interface RunResult {
   clientElu: number
   /** CPU the server process used during the window, in cores (only for a server the harness started). */
   serverCores: number | null
+  /** The server's busiest threads during the window (OS thread id; `main` is the process's first thread), in cores. */
+  serverThreads: { tid: number; main: boolean; cores: number }[]
   /** CPU other processes used during the window, in cores (machine total minus server minus bench); above ~0.2 the figures were disturbed. */
   otherCores: number | null
   reconnects: number
   /** No wrong reply, no transport error, and at least one right reply. */
   passed: boolean
   /** Label of the ceiling run this one is divided by, and the ratios. */
-  ceiling?: { label: string; throughputRatio: number; p99Ratio: number | null }
+  ceiling?: { label: string; throughputRatio: number | null; p99Ratio: number | null }
 }
 
 export interface Machine {
@@ -104,7 +106,15 @@ export interface ThreadProfile {
   /** `main` or `worker <n>`, from the profile file name. */
   thread: string
   samplesCount: number
+  /** Share of samples waiting (event loop idle, or blocked in Atomics.wait) rather than working. */
+  waitingPct: number
   top: ProfileFrame[]
+}
+
+/** A CPU profile (node --cpu-prof) of the server during one run. */
+export interface ProfiledRun {
+  run: RunResult
+  threads: ThreadProfile[]
 }
 
 export interface BenchReport {
@@ -118,7 +128,7 @@ export interface BenchReport {
   runs: RunResult[]
   sweeps: Sweep[]
   targets: TargetCheck[]
-  profile: ThreadProfile[] | null
+  profiles: ProfiledRun[]
   notes: string[]
   passed: boolean
 }

@@ -11,7 +11,7 @@ import { latencyChart } from './report/charts.js'
 import { ProgressLine } from './report/progress.js'
 import { terminalSummary } from './report/table.js'
 import { commit, defaultOutDir, machine, writeReport } from './report/write.js'
-import type { BenchReport, RunResult, ThreadProfile } from './result.js'
+import type { BenchReport, ProfiledRun, RunResult } from './result.js'
 import { loadScenario, resolveScenario } from './scenario.js'
 import { attachCeiling, ceilingStep, describeLoad, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
@@ -23,7 +23,7 @@ export function stepFromOptions(o: BenchOptions, label: string): Step {
     mode: o.ratePerS === undefined ? 'closed' : 'open', ratePerS: o.ratePerS ?? 0,
     connections: o.connections, pipeline: o.pipeline, workers: o.workers,
     warmupS: o.warmupS, durationS: o.durationS, workspaces: o.workspaces, wsidBase: o.wsidBase,
-    payloadBytes: o.payloadBytes, intervalMs: o.intervalMs, drainS: o.drainS,
+    payloadBytes: o.payloadBytes, intervalMs: o.intervalMs, drainS: o.drainS, token: o.token,
   }
 }
 
@@ -35,7 +35,7 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
   const runs: RunResult[] = []
   const notes: string[] = []
   const profileDir = o.cpuProf ? await mkdtemp(join(tmpdir(), 'vvm-bench-prof-')) : undefined
-  let profile: ThreadProfile[] | null = null
+  const profiles: ProfiledRun[] = []
   let ceiling: RunResult | undefined
   let durability: string
 
@@ -70,18 +70,18 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     await target.stop()
   }
   if (profileDir !== undefined) {
-    profile = await summarizeProfiles(profileDir)
+    profiles.push({ run: runs.at(-1)!, threads: await summarizeProfiles(profileDir) })
     await rm(profileDir, { recursive: true, force: true })
   }
   notes.push(...runNotes(runs))
 
   const report: BenchReport = {
     kind: 'run', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine, durability,
-    runs, sweeps: [], targets: [], profile, notes, passed: runs.every((r) => r.passed),
+    runs, sweeps: [], targets: [], profiles, notes, passed: runs.every((r) => r.passed),
   }
   const out = o.out ?? defaultOutDir(scenario.name)
   const files = await writeReport(report, latencyChart(runs, `${scenario.name}: latency by percentile`), out)
-  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html}\nchart:  ${files.png}\n`)
+  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
   if (!report.passed) process.stdout.write('\nFAILED: some replies were wrong or missing (errors above); these figures are not valid.\n')
   return report.passed ? 0 : 1
 }

@@ -12,12 +12,13 @@ import { latencyChart } from './report/charts.js'
 import { fmtInt, ProgressLine } from './report/progress.js'
 import { fmtMs, fmtRatio, terminalSummary } from './report/table.js'
 import { commit, defaultOutDir, machine, writeReport } from './report/write.js'
-import type { BenchReport, RunResult, Sweep, TargetCheck, ThreadProfile } from './result.js'
+import type { BenchReport, ProfiledRun, RunResult, Sweep, TargetCheck } from './result.js'
 import { stepFromOptions } from './run.js'
 import { attachCeiling, ceilingStep, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
 import { runNotes } from './notes.js'
 import { binaryTransportAvailable } from './transport/binary.js'
+import { machineBusySeconds } from './load/cpu.js'
 
 /** PERFORMANCE.md: p99 at half of the maximum command rate must stay at or under this. */
 const P99_TARGET_US = 5000
@@ -28,6 +29,11 @@ const KEEP_UP_SHARE = 0.95
 /** …or its p99 exceeds this many times the first step's (and the 5 ms target). */
 const P99_GROWTH_MAX = 10
 /** The binary protocol's load: one connection, 256 in flight (PERFORMANCE.md's WS ceiling). */
+/** The quiet check before the report: this long, and at most this many cores used by others. */
+const QUIET_CHECK_MS = 2000
+const QUIET_CORES_MAX = 0.1
+/** Warm-up of a run on a freshly started server (sweeps): its first seconds were seen to stall. */
+const FRESH_SERVER_WARMUP_S = 2
 const WS_CONNECTIONS = 1
 const WS_PIPELINE = 256
 
@@ -41,6 +47,14 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   const done = (r: RunResult): RunResult => { progress.line(runLine(r)); return r }
   const engineOptions = { partitions: o.partitions, storage: o.storage, app: 'demo/bank', extraArgs: o.serverArgs }
   const binary = o.transport === 'ws' || binaryTransportAvailable()
+
+  // 0. Is the machine quiet? Other work shows in every figure; each run also measures it.
+  const busyCores = await machineBusyCores(QUIET_CHECK_MS)
+  if (busyCores !== undefined) {
+    const line = `before the report the machine was busy ${busyCores.toFixed(2)} cores with other work${busyCores > QUIET_CORES_MAX ? ' — not quiet: the figures will be disturbed' : ''}`
+    notes.push(line)
+    progress.line(line)
+  }
 
   // 1. Ceilings (the echo server alone on the machine), closed loop.
   const echo = await Target.echo()
@@ -89,15 +103,21 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
 
   // 5. Workspaces and partitions: a fresh server per point.
   const halfRate = Math.max(100, Math.round(deposit.throughputPerS / 2))
+  const freshWarmupS = o.quick ? o.warmupS : Math.max(o.warmupS, FRESH_SERVER_WARMUP_S)
   const wsCounts = o.quick ? [100, 1000] : [1000, 10_000, 100_000]
   sweeps.push(await freshServerSweep('workspaces', `Latency with 1k/10k/100k workspaces (deposit, open loop ${fmtInt(halfRate)}/s)`, 'workspaces', wsCounts,
-    (n) => ({ ...http64, scenario: 'deposit', mode: 'open', ratePerS: halfRate, workspaces: n, label: `deposit over ${fmtInt(n)} workspaces` }), () => engineOptions, progress, done))
+    (n) => ({ ...http64, scenario: 'deposit', mode: 'open', ratePerS: halfRate, workspaces: n, label: `deposit over ${fmtInt(n)} workspaces` }), () => engineOptions, progress, done, freshWarmupS))
   const partitionCounts = o.quick ? [1, 2] : [1, 2, 4, 8]
   sweeps.push(await freshServerSweep('partitions', 'Throughput with 1/2/4/8 partitions (deposit, closed loop, 64 connections)', 'partitions', partitionCounts,
-    (n) => ({ ...http64, scenario: 'deposit', label: `deposit, ${n} partition${n === 1 ? '' : 's'}` }), (n) => ({ ...engineOptions, partitions: n }), progress, done))
+    (n) => ({ ...http64, scenario: 'deposit', label: `deposit, ${n} partition${n === 1 ? '' : 's'}` }), (n) => ({ ...engineOptions, partitions: n }), progress, done, freshWarmupS))
 
-  // 6. Where the time goes: a CPU profile of every server thread under the headline load.
-  const profile = await profileRun({ ...http64, scenario: 'deposit', label: 'deposit, profiled (not a figure)' }, engineOptions, progress)
+  // 6. Where the time goes: CPU profiles of every server thread under the loads of the targets.
+  const profiles: ProfiledRun[] = []
+  for (const step of [
+    { ...http64, scenario: 'deposit', label: 'profiled: deposit, HTTP v1, 64 connections' },
+    { ...http64, connections: 1, scenario: 'deposit', label: 'profiled: deposit, one at a time' },
+    { ...http64, api: 'v2' as const, scenario: 'point-query', label: 'profiled: point query, 64 connections' },
+  ]) profiles.push(await profileRun(step, engineOptions, progress))
 
   const rate = sweeps.find((s) => s.name === 'rate')
   const targets = targetChecks({ deposit, one, query, half, wsDeposit, ceilHttp, ceilWs, binary })
@@ -109,12 +129,12 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   const report: BenchReport = {
     kind: 'standard', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine,
     durability: o.storage === 'level' ? 'level storage (LevelDB), every write batch synced before its replies: durable' : 'mem storage: NOT durable',
-    runs, sweeps, targets, profile, notes, passed,
+    runs, sweeps, targets, profiles, notes, passed,
   }
   const out = o.out ?? defaultOutDir('standard')
-  const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${commit()})`)
+  const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${report.commit})`, P99_TARGET_US / 1000)
   const files = await writeReport(report, main, out)
-  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html}\nchart:  ${files.png}\n`)
+  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
   if (!passed) process.stdout.write('\nFAILED: some replies were wrong or missing (errors above); these figures are not valid.\n')
   return passed ? 0 : 1
 }
@@ -146,13 +166,15 @@ async function rateSweep(open: Step, maxPerS: number, server: Target, progress: 
 
 async function freshServerSweep(
   name: Sweep['name'], title: string, xLabel: string, xs: number[], step: (x: number) => Step,
-  engine: (x: number) => Parameters<typeof Target.start>[0], progress: ProgressLine, done: (r: RunResult) => RunResult,
+  engine: (x: number) => Parameters<typeof Target.start>[0], progress: ProgressLine, done: (r: RunResult) => RunResult, freshWarmupS: number,
 ): Promise<Sweep> {
   const sweep: Sweep = { name, title, xLabel, points: [] }
   for (const x of xs) {
     const server = await Target.start(engine(x))
     try {
-      sweep.points.push({ x, run: done(await runStep(step(x), server, progress)) })
+      // A fresh server compiles its hot paths and settles its storage in its first seconds.
+      const s = step(x)
+      sweep.points.push({ x, run: done(await runStep({ ...s, warmupS: Math.max(s.warmupS, freshWarmupS) }, server, progress)) })
     } finally {
       await server.stop()
     }
@@ -160,16 +182,19 @@ async function freshServerSweep(
   return sweep
 }
 
-async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0], progress: ProgressLine): Promise<ThreadProfile[] | null> {
+/** One run on a fresh server started with --cpu-prof; the profile is read once the server exited. */
+async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0], progress: ProgressLine): Promise<ProfiledRun> {
   const dir = await mkdtemp(join(tmpdir(), 'vvm-bench-prof-'))
   try {
     const server = await Target.start({ ...engine, cpuProfDir: dir })
+    let run: RunResult
     try {
-      progress.line(runLine(await runStep(step, server, progress)))
+      run = await runStep(step, server, progress)
+      progress.line(runLine(run))
     } finally {
       await server.stop()
     }
-    return await summarizeProfiles(dir)
+    return { run, threads: await summarizeProfiles(dir) }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
@@ -215,4 +240,11 @@ function targetChecks(m: Measured): TargetCheck[] {
   out.push({ figure: 'restart with 1M events until the first command', target: '≤ 2 s', measured: 'not measured by bench yet', met: null })
   out.push({ figure: 'memory with 10k idle WebSocket connections', target: '≤ 300 MiB RSS', measured: 'not measured by bench yet', met: null })
   return out
+}
+
+async function machineBusyCores(ms: number): Promise<number | undefined> {
+  const a = machineBusySeconds()
+  await new Promise((r) => setTimeout(r, ms))
+  const b = machineBusySeconds()
+  return a === undefined || b === undefined ? undefined : Math.max(0, (b - a) / (ms / 1000))
 }

@@ -30,6 +30,8 @@ export interface LoadPlan {
   drainMs: number
   /** CPU seconds used so far by the server under test, sampled at the window's ends. */
   serverCpuSeconds?: (() => number | undefined) | undefined
+  serverPid?: number | undefined
+  serverThreadCpuSeconds?: (() => Map<number, number> | undefined) | undefined
 }
 
 export interface Progress {
@@ -109,6 +111,9 @@ export async function runLoad(plan: LoadPlan, onProgress: (p: Progress) => void 
   const cpuTimers: NodeJS.Timeout[] = []
   let serverCores: number | null = null
   let otherCores: number | null = null
+  let serverThreads: RunResult['serverThreads'] = []
+  // The window's end sample, taken by its timer or, if the workers finish first, right after them.
+  let takeEndSample = (): void => {}
   try {
     await Promise.race([ready, failed])
     const startAtMs = nowMs() + START_DELAY_MS
@@ -117,18 +122,15 @@ export async function runLoad(plan: LoadPlan, onProgress: (p: Progress) => void 
     // CPU use during the window: the server's, and what the machine used beyond the server and
     // this process (other work on the machine, which disturbs the figures).
     const serverCpu = plan.serverCpuSeconds ?? (() => undefined)
-    const sample = (): [number | undefined, number | undefined, number] => [serverCpu(), machineBusySeconds(), selfCpuSeconds()]
-    let atStart: ReturnType<typeof sample> | undefined
+    const threadCpu = plan.serverThreadCpuSeconds ?? (() => undefined)
+    const sample = (): CpuSample => ({ server: serverCpu(), machine: machineBusySeconds(), self: selfCpuSeconds(), threads: threadCpu() })
+    let atStart: CpuSample | undefined
+    takeEndSample = () => {
+      takeEndSample = () => {}
+      if (atStart !== undefined) ({ serverCores, otherCores, serverThreads } = cpuDuring(atStart, sample(), plan.durationS, plan.serverPid))
+    }
     cpuTimers.push(setTimeout(() => { atStart = sample() }, START_DELAY_MS + plan.warmupS * 1000))
-    cpuTimers.push(setTimeout(() => {
-      if (atStart === undefined) return
-      const atEnd = sample()
-      const perS = (a: number | undefined, b: number | undefined): number | null => (a === undefined || b === undefined ? null : Math.round(((b - a) / plan.durationS) * 100) / 100)
-      serverCores = perS(atStart[0], atEnd[0])
-      const machineCores = perS(atStart[1], atEnd[1])
-      const selfCores = perS(atStart[2], atEnd[2])!
-      if (machineCores !== null && serverCores !== null) otherCores = Math.max(0, Math.round((machineCores - selfCores - (serverCores ?? 0)) * 100) / 100)
-    }, START_DELAY_MS + totalS * 1000))
+    cpuTimers.push(setTimeout(() => takeEndSample(), START_DELAY_MS + totalS * 1000))
     let lastOk = 0
     let lastT = startAtMs
     progressTimer = setInterval(() => {
@@ -138,12 +140,13 @@ export async function runLoad(plan: LoadPlan, onProgress: (p: Progress) => void 
       onProgress({ label: plan.label, elapsedS: Math.max(0, (t - startAtMs) / 1000), totalS, okPerS, ok: okSoFar, errors: errorsSoFar })
     }, PROGRESS_EVERY_MS)
     await Promise.race([done, failed])
+    takeEndSample()
   } finally {
     clearInterval(progressTimer)
     for (const t of cpuTimers) clearTimeout(t)
     await Promise.all(workers.map((w) => w.terminate()))
   }
-  return { ...assemble(plan, workersCount, dones, intervals), serverCores, otherCores }
+  return { ...assemble(plan, workersCount, dones, intervals), serverCores, otherCores, serverThreads }
 }
 
 function assemble(plan: LoadPlan, workersCount: number, dones: WorkerDone[], intervals: Map<number, { ok: number; errors: number; histogram: Histogram }>): RunResult {
@@ -203,7 +206,38 @@ function assemble(plan: LoadPlan, workersCount: number, dones: WorkerDone[], int
     clientElu: Math.round(elu * 1000) / 1000,
     serverCores: null,
     otherCores: null,
+    serverThreads: [],
     reconnects,
     passed: errorsTotal === 0 && ok > 0,
   }
+}
+
+interface CpuSample {
+  server: number | undefined
+  machine: number | undefined
+  self: number
+  threads: Map<number, number> | undefined
+}
+
+/** Threads under a hundredth of a core are left out of serverThreads. */
+const THREAD_CORES_MIN = 0.01
+const THREADS_LISTED_MAX = 16
+
+/** CPU use during the window: the server's (whole and by thread), and what the machine used
+ *  beyond the server and this process (other work on the machine, which disturbs the figures). */
+function cpuDuring(a: CpuSample, b: CpuSample, durationS: number, serverPid: number | undefined): Pick<RunResult, 'serverCores' | 'otherCores' | 'serverThreads'> {
+  const cores = (x: number | undefined, y: number | undefined): number | null => (x === undefined || y === undefined ? null : Math.round(((y - x) / durationS) * 100) / 100)
+  const serverCores = cores(a.server, b.server)
+  const machineCores = cores(a.machine, b.machine)
+  const selfCores = cores(a.self, b.self)!
+  const otherCores = machineCores !== null && serverCores !== null ? Math.max(0, Math.round((machineCores - selfCores - serverCores) * 100) / 100) : null
+  const serverThreads: RunResult['serverThreads'] = []
+  if (a.threads !== undefined && b.threads !== undefined) {
+    for (const [tid, end] of b.threads) {
+      const c = cores(a.threads.get(tid) ?? 0, end)!
+      if (c >= THREAD_CORES_MIN) serverThreads.push({ tid, main: tid === serverPid, cores: c })
+    }
+    serverThreads.sort((x, y) => y.cores - x.cores).splice(THREADS_LISTED_MAX)
+  }
+  return { serverCores, otherCores, serverThreads }
 }

@@ -10,6 +10,7 @@ const SETUP_CONNECTIONS = 32
 
 export interface SetupOptions {
   target: string
+  token: string | undefined
   app: string
   workspaces: number
   wsidBase: number
@@ -19,7 +20,7 @@ export interface SetupOptions {
 
 export async function runSetup(scenario: Scenario, o: SetupOptions): Promise<unknown> {
   if (scenario.setup === undefined) return undefined
-  const pool = new SetupPool(new HttpTransport({ kind: 'http', target: o.target, app: o.app, api: 'v2', pipeline: 1 }))
+  const pool = new SetupPool(new HttpTransport({ kind: 'http', target: o.target, app: o.app, api: 'v2', pipeline: 1, token: o.token }))
   const ctx: SetupContext = {
     target: o.target,
     app: o.app,

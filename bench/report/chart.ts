@@ -136,7 +136,7 @@ function logTicks(lo: number, hi: number): number[] {
 export function fmtTick(v: number): string {
   const a = Math.abs(v)
   if (a >= 1e6) return `${+(v / 1e6).toFixed(2)}M`
-  if (a >= 1e4) return `${+(v / 1e3).toFixed(1)}k`
+  if (a >= 1e3) return `${+(v / 1e3).toFixed(1)}k`
   if (a >= 100 || v === 0) return String(Math.round(v))
   return String(+v.toPrecision(3))
 }

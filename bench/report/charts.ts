@@ -6,7 +6,7 @@ import { PALETTE, type ChartSpec, type Series } from './chart.js'
 const ms = (us: number): number => us / 1000
 
 /** Latency by percentile: the main chart. Open-loop runs also show their uncorrected curve, dashed. */
-export function latencyChart(runs: RunResult[], title: string): ChartSpec {
+export function latencyChart(runs: RunResult[], title: string, p99TargetMs?: number): ChartSpec {
   const series: Series[] = []
   runs.forEach((r, i) => {
     const color = PALETTE[i % PALETTE.length]!
@@ -14,14 +14,16 @@ export function latencyChart(runs: RunResult[], title: string): ChartSpec {
     series.push({ name: `${r.label} (${kind})`, color, points: r.percentileCurve.map(([p, us]) => [p, ms(us)]) })
     if (r.mode === 'open') series.push({ name: `${r.label} (uncorrected)`, color, dashed: true, points: r.uncorrectedCurve.map(([p, us]) => [p, ms(us)]) })
   })
-  return { title, xLabel: 'percentile', yLabel: 'latency, ms', xScale: 'percentile', series }
+  const rules = p99TargetMs === undefined ? [] : [{ y: p99TargetMs, label: `target: p99 ≤ ${p99TargetMs} ms`, color: '#9a6700' }]
+  return { title, xLabel: 'percentile', yLabel: 'latency, ms', xScale: 'percentile', series, rules }
 }
 
 export function timelineChart(runs: RunResult[], what: 'throughput' | 'p99', title: string): ChartSpec {
   const series = runs.map((r, i): Series => ({
     name: r.label,
     color: PALETTE[i % PALETTE.length]!,
-    points: r.timeline.map((t) => [t.tS, what === 'throughput' ? t.okPerS : ms(t.p99Us)]),
+    // Only whole intervals inside the window: the warm-up's first and the drain's last would read as dips.
+    points: r.timeline.filter((t) => t.measured && t.tS <= r.settings.warmupS + r.settings.durationS + 1e-9).map((t) => [t.tS, what === 'throughput' ? t.okPerS : ms(t.p99Us)]),
   }))
   return {
     title, xScale: 'linear', series,
@@ -48,7 +50,7 @@ export function sweepCharts(s: Sweep): ChartSpec[] {
   }
   if (s.name === 'rate') {
     charts.push({
-      title: `${s.title}: achieved vs intended rate`, xLabel: s.xLabel, yLabel: 'right replies per second', xScale,
+      title: 'Rate sweep: achieved vs intended rate', xLabel: s.xLabel, yLabel: 'right replies per second', xScale,
       series: [
         { name: 'intended', color: PALETTE[7]!, dashed: true, points: s.points.map((p) => [p.x, p.x]) },
         { name: 'achieved', color: PALETTE[0]!, dots: true, points: pts((r) => r.throughputPerS) },

@@ -39,7 +39,9 @@ export function renderHtml(rep: BenchReport, mainChart: ChartSpec): string {
     s.push(`<table><thead><tr><th>figure</th><th>target</th><th>measured</th><th>met</th></tr></thead><tbody>${rep.targets.map((t) => `<tr><td>${esc(t.figure)}</td><td>${esc(t.target)}</td><td>${esc(t.measured)}</td><td class="${t.met === null ? 'na' : t.met ? 'ok' : 'bad'}">${t.met === null ? 'not measured' : t.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>`)
   }
   s.push('<h2>Latency by percentile</h2>', chart(mainChart))
-  const timed = rep.runs.filter((r) => r.timeline.length > 0)
+  // Over time: the engine's runs (a ceiling's much larger figures would flatten them), or all of a plain run.
+  const engine = rep.runs.filter((r) => r.scenario !== 'echo')
+  const timed = (rep.kind === 'standard' && engine.length > 0 ? engine : rep.runs).filter((r) => r.timeline.length > 0)
   if (timed.length > 0) {
     s.push('<h2>Over time</h2>')
     s.push(chart(timelineChart(timed, 'throughput', 'Throughput over time')))
@@ -59,11 +61,15 @@ export function renderHtml(rep: BenchReport, mainChart: ChartSpec): string {
       s.push(`<ul class="errors">${r.errors.samples.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>`)
     }
   }
-  if (rep.profile !== null) {
-    s.push('<h2>Server CPU profile (self time)</h2>')
-    for (const t of rep.profile) {
-      s.push(`<p><b>${esc(t.thread)}</b> — ${fmtInt(t.samplesCount)} samples</p>`)
-      s.push(table(['self %', 'function', 'where'], t.top.map((f) => [f.selfPct.toFixed(1), f.fn, f.where])))
+  if (rep.profiles.length > 0) {
+    s.push('<h2>Where the server spends its time</h2><p class="meta">Per run: the server\'s CPU by OS thread during the window (from /proc), then each JavaScript thread\'s top self-time frames over the server\'s life (node --cpu-prof). A profiled server runs slower than an unprofiled one: these runs are not figures.</p>')
+    for (const p of rep.profiles) {
+      s.push(`<h3>${esc(p.run.label)} — ${fmtInt(p.run.throughputPerS)}/s, server ${p.run.serverCores ?? '–'} cores</h3>`)
+      if (p.run.serverThreads.length > 0) s.push(table(['thread', 'cores'], p.run.serverThreads.map((t) => [t.main ? `${t.tid} (main)` : String(t.tid), t.cores.toFixed(2)])))
+      for (const t of p.threads) {
+        s.push(`<p><b>${esc(t.thread)}</b> — ${fmtInt(t.samplesCount)} samples, ${t.waitingPct.toFixed(0)} % waiting</p>`)
+        s.push(table(['self %', 'function', 'where'], t.top.map((f) => [f.selfPct.toFixed(1), f.fn, f.where])))
+      }
     }
   }
   if (rep.notes.length > 0) s.push(`<h2>Notes</h2><ul>${rep.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>`)

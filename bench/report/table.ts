@@ -4,6 +4,7 @@ import type { BenchReport, RunResult } from '../result.js'
 import { fmtInt } from './progress.js'
 
 export const fmtMs = (us: number): string => (us === 0 ? '–' : us < 10_000 ? (us / 1000).toFixed(2) : us < 1_000_000 ? (us / 1000).toFixed(1) : fmtInt(us / 1000))
+export const fmtTimes = (r: number | null | undefined): string => (r === null || r === undefined ? '–' : `${r.toFixed(r >= 10 ? 0 : 1)}×`)
 export const fmtRatio = (r: number | null | undefined): string => (r === null || r === undefined ? '–' : r >= 10 ? `${r.toFixed(1)}×` : r >= 0.1 ? `${(r * 100).toFixed(0)} %` : `${(r * 100).toFixed(1)} %`)
 
 export function runRow(r: RunResult): string[] {
@@ -19,7 +20,7 @@ export function runRow(r: RunResult): string[] {
     r.mode === 'open' ? fmtMs(lat.p99) : `(${fmtMs(lat.p99)})`,
     r.mode === 'open' ? fmtMs(lat.p999) : `(${fmtMs(lat.p999)})`,
     r.mode === 'open' ? fmtMs(lat.max) : `(${fmtMs(lat.max)})`,
-    r.ceiling?.p99Ratio == null ? '–' : fmtRatio(r.ceiling.p99Ratio),
+    fmtTimes(r.ceiling?.p99Ratio),
     r.errors.total === 0 ? '0' : `${fmtInt(r.errors.total)} ✗`,
     r.clientElu.toFixed(2),
     r.serverCores === null ? '–' : r.serverCores.toFixed(2),
@@ -60,6 +61,13 @@ export function terminalSummary(rep: BenchReport): string {
     out.push('')
     out.push(`errors in "${r.label}": ${Object.entries(r.errors.byKind).map(([k, n]) => `${k}: ${fmtInt(n)}`).join(', ')}`)
     for (const s of r.errors.samples.slice(0, 3)) out.push(`  e.g. ${s}`)
+  }
+  for (const p of rep.profiles) {
+    out.push('')
+    out.push(`profile of "${p.run.label}" (${fmtInt(p.run.throughputPerS)}/s); server threads, cores: ${p.run.serverThreads.map((t) => `${t.main ? 'main ' : ''}${t.cores.toFixed(2)}`).join(', ') || 'n/a'}`)
+    for (const t of p.threads.slice(0, 4)) {
+      out.push(`  ${t.thread}, ${t.waitingPct.toFixed(0)} % waiting: ${t.top.slice(0, 6).map((f) => `${f.fn} ${f.selfPct.toFixed(1)} %`).join(' · ')}`)
+    }
   }
   for (const n of rep.notes) out.push(`note: ${n}`)
   return out.join('\n')

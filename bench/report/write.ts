@@ -1,5 +1,5 @@
-// Writes an invocation's files: result.json (everything), report.html (offline) and chart.png
-// (the main chart, for a README).
+// Writes an invocation's files: result.json (everything), report.md (the tables), report.html
+// (offline) and chart.png (the main chart, for a README).
 
 import { execFileSync } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import type { BenchReport, Machine } from '../result.js'
 import { layoutChart, type ChartSpec } from './chart.js'
 import { renderHtml } from './html.js'
+import { renderMarkdown } from './markdown.js'
 import { encodePng } from './png.js'
 import { rasterize } from './raster.js'
 
@@ -43,14 +44,16 @@ export function defaultOutDir(name: string): string {
 
 export interface WrittenFiles {
   json: string
+  md: string
   html: string
   png: string
 }
 
 export async function writeReport(rep: BenchReport, mainChart: ChartSpec, outDir: string): Promise<WrittenFiles> {
   await mkdir(outDir, { recursive: true })
-  const files = { json: join(outDir, 'result.json'), html: join(outDir, 'report.html'), png: join(outDir, 'chart.png') }
+  const files = { json: join(outDir, 'result.json'), md: join(outDir, 'report.md'), html: join(outDir, 'report.html'), png: join(outDir, 'chart.png') }
   await writeFile(files.json, JSON.stringify(rep, null, 2) + '\n')
+  await writeFile(files.md, renderMarkdown(rep))
   await writeFile(files.html, renderHtml(rep, mainChart))
   await writeFile(files.png, encodePng(rasterize(layoutChart(mainChart))))
   return files

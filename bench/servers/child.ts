@@ -3,7 +3,7 @@
 // Its CPU time is read from /proc so a run can say how many cores the server used.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { clockTicksPerS } from '../load/cpu.js'
 
 const READY_TIMEOUT_MS = 30_000
@@ -16,6 +16,8 @@ export interface ChildServer {
   readonly pid: number
   /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
   cpuSeconds(): number | undefined
+  /** CPU seconds used so far by each thread (OS thread id → seconds); undefined where /proc is missing. */
+  threadCpuSeconds(): Map<number, number> | undefined
   output(): string
   stop(): Promise<void>
 }
@@ -43,6 +45,7 @@ export async function startChildServer(args: readonly string[], what: string): P
     url,
     pid: proc.pid!,
     cpuSeconds: () => cpuSecondsOf(proc),
+    threadCpuSeconds: () => threadCpuSecondsOf(proc),
     output: () => out,
     stop: async () => {
       if (proc.exitCode !== null || proc.signalCode !== null) return
@@ -54,14 +57,34 @@ export async function startChildServer(args: readonly string[], what: string): P
   }
 }
 
+/** utime + stime of a /proc `stat` line, in seconds. */
+function statCpuSeconds(stat: string): number {
+  // Fields after the command name (which may hold spaces, hence the last ')'): utime is the
+  // 14th field and stime the 15th of the whole line.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerS()
+}
+
 function cpuSecondsOf(proc: ChildProcess): number | undefined {
   try {
-    // Fields after the command name (which may hold spaces, hence the last ')'): utime is the
-    // 14th field and stime the 15th of the whole line.
-    const stat = readFileSync(`/proc/${proc.pid}/stat`, 'latin1')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerS()
+    return statCpuSeconds(readFileSync(`/proc/${proc.pid}/stat`, 'latin1'))
   } catch {
     return undefined // not Linux, or the process is gone: the run reports no server CPU
+  }
+}
+
+function threadCpuSecondsOf(proc: ChildProcess): Map<number, number> | undefined {
+  try {
+    const out = new Map<number, number>()
+    for (const tid of readdirSync(`/proc/${proc.pid}/task`)) {
+      try {
+        out.set(Number(tid), statCpuSeconds(readFileSync(`/proc/${proc.pid}/task/${tid}/stat`, 'latin1')))
+      } catch {
+        // the thread ended between the listing and the read: it has nothing more to count
+      }
+    }
+    return out
+  } catch {
+    return undefined // not Linux, or the process is gone
   }
 }

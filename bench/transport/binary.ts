@@ -30,6 +30,7 @@ class BinaryTransport implements Transport {
     let conn: BinaryConnection | undefined
     const client = await connect(this.url, {
       app: this.spec.app,
+      ...(this.spec.token === undefined ? {} : { token: this.spec.token }),
       reconnect: false,
       retriesMax: 0,
       timeoutMs: CALL_TIMEOUT_MS,

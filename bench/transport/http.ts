@@ -21,6 +21,8 @@ export class HttpTransport implements Transport {
   private readonly hostHeader: string
   private readonly appBase: string
   private readonly v1Base: string
+  /** Header lines every request carries (authorization). */
+  private readonly fixedHeaders: string
 
   constructor(private readonly spec: TransportSpec) {
     const u = new URL(spec.target)
@@ -30,6 +32,7 @@ export class HttpTransport implements Transport {
     this.hostHeader = u.host
     this.appBase = `/api/v2/apps/${spec.app}/workspaces/`
     this.v1Base = `/api/${spec.app}/`
+    this.fixedHeaders = spec.token === undefined ? '' : `authorization: Bearer ${spec.token}\r\n`
   }
 
   connect(events: ConnectionEvents): Promise<Connection> {
@@ -80,6 +83,7 @@ export class HttpTransport implements Transport {
         body = op.payload
         break
     }
+    extra += this.fixedHeaders
     if (body === undefined) return Buffer.from(`${method} ${path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\n${extra}\r\n`, 'latin1')
     const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`
     if (typeof body === 'string') return Buffer.from(head + body)

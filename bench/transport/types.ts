@@ -19,6 +19,8 @@ export interface TransportSpec {
   api: 'v1' | 'v2'
   /** Pipeline depth: the most operations a connection has in flight. */
   pipeline: number
+  /** Sent as `authorization: Bearer …` over HTTP and in the binary protocol's HELLO. */
+  token?: string | undefined
 }
 
 export interface ConnectionEvents {

@@ -1,7 +1,9 @@
 // The example app `demo/bank`: accounts, deposits, atomic transfers, a balance query and a
-// sync projector into the `bank.Movements` view.
+// sync projector into the `bank.Movements` view. Roles: the built-in `owner` may do everything
+// in its workspace; a `reader` may read accounts, movements and balances, and change nothing.
 
-import { defineApp, definePackage, perSecond } from '../../src/shared/appdef/define.js'
+import { defineApp, definePackage, perSecond, wasm } from '../../src/shared/appdef/define.js'
+import { grant } from '../../src/shared/appdef/acl.js'
 import { ExtensionError } from '../../src/shared/errors.js'
 import type { CommandState } from '../../src/shared/appdef/state.js'
 
@@ -60,6 +62,13 @@ export const bank = definePackage('bank', {
         return { from: (from.balance as number) - amount, to: (to.balance as number) + amount }
       },
     },
+    // bank.Transfer as a WASM extension (AssemblyScript: demo/bank/assembly/transfer.ts, built
+    // into dist/demo/bank/transfer.wasm by scripts/build-wasm.mjs): same args, result and errors.
+    TransferWasm: {
+      args: { from: 'ref', to: 'ref', amount: { type: 'int64', min: 1 } },
+      result: { from: 'int64', to: 'int64' },
+      exec: wasm('transfer.wasm', 'transfer'),
+    },
   },
   queries: {
     Balance: {
@@ -74,7 +83,7 @@ export const bank = definePackage('bank', {
   },
   projectors: {
     MovementsProjector: {
-      on: ['bank.Deposit', 'bank.Transfer'],
+      on: ['bank.Deposit', 'bank.Transfer', 'bank.TransferWasm'],
       sync: true,
       exec: (event, state) => {
         const a = event.args
@@ -87,7 +96,7 @@ export const bank = definePackage('bank', {
       },
     },
     DailyTotalsProjector: {
-      on: ['bank.Deposit', 'bank.Transfer'],
+      on: ['bank.Deposit', 'bank.Transfer', 'bank.TransferWasm'],
       exec: async (event, state) => {
         const day = Math.floor(event.registeredAtMs / 86_400_000)
         const a = event.args
@@ -112,6 +121,11 @@ export const bank = definePackage('bank', {
       },
     },
   },
+  roles: ['reader'],
+  grants: [
+    grant('reader', ['select'], ['bank.Account', 'bank.Movements']),
+    grant('reader', ['execute'], ['bank.Balance']),
+  ],
   jobs: {
     // Every minute, in each partition's app workspace: records that the bank was audited.
     Audit: { cron: '0 * * * * *', exec: (state) => { state.create('bank.AuditRun', { atMs: Date.now() }) } },

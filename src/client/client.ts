@@ -8,7 +8,7 @@
 
 import {
   CloseCode, FrameType, OP_RULES, PROTOCOL_VERSIONS, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
-  decodeServerFrame, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireOpCode, type WireParams,
+  decodeServerFrame, encodeAuth, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireOpCode, type WireParams,
 } from '../shared/protocol/index.js'
 import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
 import { OPEN, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
@@ -29,7 +29,10 @@ export interface ConnectOptions {
   app?: string
   /** Default workspace of calls that do not name one. */
   wsid?: number
-  /** Sent in HELLO; a function is asked again on every (re)connect, so it can refresh the token. */
+  /**
+   * Sent in HELLO (with `app`, so the server checks it at once: close 4401 if it is bad); a
+   * function is asked again on every (re)connect, so it can hand out a fresh token.
+   */
   token?: string | (() => string | Promise<string>)
   /** Per-call timeout, from the call until its reply. Default 30,000. */
   timeoutMs?: number
@@ -155,6 +158,8 @@ export class VvmClient {
   private closed: Promise<void> | undefined
   private drained: (() => void) | undefined
   private readonly reconnect: Required<ReconnectOptions> | undefined
+  /** Set by authenticate(): the token for this and later connections. */
+  private tokenNow: string | null | undefined
 
   /** Use `connect()`. */
   constructor(readonly url: string, private readonly o: ConnectOptions, private readonly WS: WebSocketConstructor) {
@@ -203,51 +208,60 @@ export class VvmClient {
 
   /** Any operation, as its frame carries it; resolves with the reply body. */
   request(r: RawRequest): Promise<unknown> {
+    const app = r.app ?? this.o.app
+    const wsid = r.wsid ?? this.o.wsid
+    if (app === undefined || wsid === undefined) {
+      return Promise.reject(new TypeError('app and wsid are needed: pass them in the call options or in connect() options'))
+    }
+    const rule = OP_RULES[r.op]
+    if (rule === undefined) return Promise.reject(new TypeError(`op ${r.op} is not served`))
+    const key = rule.write && r.idempotencyKey !== false ? (r.idempotencyKey ?? this.newIdempotencyKey()) : null
+    const build = (reqId: number): Uint8Array => encodeRequest({
+      reqId, op: r.op, app, wsid, qname: r.qname, docId: r.docId ?? 0, body: r.body ?? null, params: r.params ?? null, idempotencyKey: key,
+    })
+    return this.enqueue(`${WIRE_OP_NAMES[r.op]} ${r.qname}`, rule.write, build, r.timeoutMs, !rule.write || key !== null)
+  }
+
+  /** A call: an id, its frame (built once, sent again as is), a timeout; sent when the window allows. */
+  private enqueue(label: string, write: boolean, build: (reqId: number) => Uint8Array, timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS, retrySafe = true): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.stateNow === 'closing' || this.stateNow === 'closed') {
         reject(new ConnectionError('CONNECTION_CLOSED', 'the client is closed'))
-        return
-      }
-      const app = r.app ?? this.o.app
-      const wsid = r.wsid ?? this.o.wsid
-      if (app === undefined || wsid === undefined) {
-        reject(new TypeError('app and wsid are needed: pass them in the call options or in connect() options'))
         return
       }
       if (this.waiting.size >= (this.o.pendingMax ?? DEFAULT_PENDING_MAX)) {
         reject(new VvmClientError('BUSY', 503, `${this.waiting.size} calls already wait to be sent (pendingMax)`))
         return
       }
-      const rule = OP_RULES[r.op]
-      if (rule === undefined) {
-        reject(new TypeError(`op ${r.op} is not served`))
-        return
-      }
-      const key = rule.write && r.idempotencyKey !== false ? (r.idempotencyKey ?? this.newIdempotencyKey()) : null
       const reqId = this.allocateReqId()
       let frame: Uint8Array
       try {
-        frame = encodeRequest({
-          reqId, op: r.op, app, wsid, qname: r.qname, docId: r.docId ?? 0, body: r.body ?? null, params: r.params ?? null, idempotencyKey: key,
-        })
+        frame = build(reqId)
       } catch (err) {
-        reject(new TypeError(`the request cannot be encoded: ${(err as Error).message}`))
+        reject(new TypeError(`${label}: the request cannot be encoded: ${(err as Error).message}`))
         return
       }
-      const call: Call = {
-        reqId, frame, label: `${WIRE_OP_NAMES[r.op]} ${r.qname}`, write: rule.write, retrySafe: !rule.write || key !== null, attempts: 0,
-        where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject,
-      }
+      const call: Call = { reqId, frame, label, write, retrySafe, attempts: 0, where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject }
       const tooBig = this.tooBig(call)
       if (tooBig !== undefined) {
         reject(tooBig)
         return
       }
-      const timeoutMs = r.timeoutMs ?? this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS
       call.timer = setTimeout(() => this.onTimeout(call, timeoutMs), timeoutMs)
       this.calls.set(reqId, call)
       this.waiting.add(call)
       this.pump()
+    })
+  }
+
+  /**
+   * Replaces the connection's token (re-auth, e.g. before the old one expires); null: none.
+   * Resolves once the server accepted it; later reconnects use it too.
+   */
+  authenticate(token: string | null, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const options = this.o.app === undefined ? {} : { app: this.o.app }
+    return this.enqueue('auth', false, (reqId) => encodeAuth(reqId, token, options), opts.timeoutMs).then(() => {
+      this.tokenNow = token
     })
   }
 
@@ -308,7 +322,10 @@ export class VvmClient {
 
   private async openConnection(): Promise<void> {
     const t = this.o.token
-    const token = typeof t === 'function' ? await t() : (t ?? null)
+    const token = this.tokenNow !== undefined ? this.tokenNow : typeof t === 'function' ? await t() : (t ?? null)
+    // Naming the app lets the server check the token at hello.
+    const helloOptions: Record<string, unknown> = { client: 'vvm-js' }
+    if (this.o.app !== undefined) helloOptions.app = this.o.app
     await new Promise<void>((resolve, reject) => {
       let socket: WebSocketLike
       try {
@@ -330,7 +347,7 @@ export class VvmClient {
         fail(new ConnectionError('CONNECT_FAILED', `no WELCOME from ${this.url} within ${this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`))
         closeQuietly(socket, CloseCode.NORMAL, 'connect timeout')
       }, this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
-      socket.onopen = () => socket.send(encodeHello(PROTOCOL_VERSIONS, token, { client: 'vvm-js' }))
+      socket.onopen = () => socket.send(encodeHello(PROTOCOL_VERSIONS, token, helloOptions))
       socket.onerror = () => { /* a close event follows with the code */ }
       socket.onmessage = (ev) => {
         const bytes = messageBytes(ev.data)
@@ -483,7 +500,7 @@ export class VvmClient {
     // Calls that were on the wire go first, in their order.
     this.waiting = new Set([...again, ...this.waiting])
     if (this.stateNow === 'closed') return
-    if (FATAL_CLOSE_CODES.has(code) || this.reconnect === undefined) {
+    if (this.isFatal(code) || this.reconnect === undefined) {
       void this.shutDown(new ConnectionError('CONNECTION_CLOSED', `the server closed the connection (${code}${reason ? ': ' + reason : ''})`, code, reason), code, reason)
       return
     }
@@ -503,7 +520,7 @@ export class VvmClient {
       this.openConnection().catch((err: unknown) => {
         if (this.stateNow === 'closed') return
         const e = err as ConnectionError
-        if (e.closeCode !== undefined && FATAL_CLOSE_CODES.has(e.closeCode)) void this.shutDown(e, CloseCode.NORMAL, '')
+        if (e.closeCode !== undefined && this.isFatal(e.closeCode)) void this.shutDown(e, CloseCode.NORMAL, '')
         else this.scheduleReconnect()
       })
     }, delayMs)
@@ -607,6 +624,12 @@ export class VvmClient {
 
   private checkDrained(): void {
     if (this.drained !== undefined && this.liveCalls() === 0) this.drained()
+  }
+
+  /** A close after which connecting again cannot help; 4401 can, when the token is asked for anew. */
+  private isFatal(code: number): boolean {
+    if (code === CloseCode.UNAUTHORIZED && typeof this.o.token === 'function' && this.tokenNow === undefined) return false
+    return FATAL_CLOSE_CODES.has(code)
   }
 
   private tooBig(call: Call): VvmClientError | undefined {

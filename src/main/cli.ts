@@ -10,6 +10,11 @@ Usage:
   vvm start [options]     start the server (HTTP API on --port)
   vvm bench [scenario]    load-test a server: throughput, latency, ceilings (vvm bench --help)
   vvm bench standard      the standard performance report (docs/benchmarks.md)
+  vvm token --login L --app owner/app [--wsid N --role R]
+                          print a signed token (docs/security.md; vvm token --help)
+  vvm keys rotate|list    manage the token signing keys (vvm keys --help)
+  vvm call <url> <app> <wsid> <pkg.Name> [json]
+                          one request over the binary protocol, the reply printed as JSON (vvm call --help)
   vvm --help              this text
 
 Options of 'vvm start' (also from environment variables and --config file.json, flags win):
@@ -32,6 +37,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'start':
         return await start(rest)
+      case 'token':
+        return await (await import('./auth/admin-cli.js')).tokenCommand(rest)
+      case 'keys':
+        return await (await import('./auth/admin-cli.js')).keysCommand(rest)
+      case 'call':
+        return await (await import('./call-command.js')).callCommand(rest)
       case 'bench':
         return await (await import('../../bench/main.js')).benchMain(rest)
       default:

@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs'
 import type { StorageKind } from '../shared/storage/types.js'
+import { tlsConfigProblem } from './tls/config.js'
 
 export interface VvmConfig {
   port: number
@@ -35,11 +36,31 @@ export interface VvmConfig {
   leaseTtlS: number
   killAfterS: number
   shutdownTimeoutS: number
+  httpsPort: number
+  domains: string[]
+  acmeDirectory: string
+  acmeEmail: string
+  acmeDirectoryCaFile: string
+  acmeRenewBeforeDays: number
+  acmeRetryMinS: number
+  acmeRetryMaxS: number
+  tlsCert: string
+  tlsKey: string
+  domainApps: string[]
   wsFrameBytesMax: number
   wsInflightMax: number
   wsBufferedBytesMax: number
   wsIdleTimeoutS: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  wasmDeadlineMs: number
+  wasmMemoryBytesMax: number
+  wasmPoolSize: number
+  adminToken: string
+  auth: 'on' | 'off'
+  authKeysFile: string
+  authTokenTtlS: number
+  authLoginAttemptsPerMinute: number
+  authAddressAttemptsPerMinute: number
 }
 
 type Kind = 'int' | 'string' | 'list' | 'enum' | 'json'
@@ -93,6 +114,26 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'wsBufferedBytesMax', flag: 'ws-buffered-bytes-max', kind: 'int', default: 16 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'reply bytes buffered for a WebSocket client that does not read; past half of it requests get 503, past it the connection is closed (4008)' },
   { key: 'wsIdleTimeoutS', flag: 'ws-idle-timeout-s', kind: 'int', default: 120, min: 0, max: 86400, help: 'a WebSocket connection with nothing in flight and no frame for this long is closed (4010); 0: never' },
   { key: 'shutdownTimeoutS', flag: 'shutdown-timeout-s', kind: 'int', default: 30, min: 1, max: 3600, help: 'a shutdown that takes longer ends the process (exit code 1)' },
+  // HTTPS (docs/operations.md#https, src/main/tls): on with --domain or --tls-cert.
+  { key: 'httpsPort', flag: 'https-port', kind: 'int', default: 8443, min: 0, max: 65535, help: 'HTTPS port when TLS is on (--domain or --tls-cert); --port then answers ACME challenges and redirects to HTTPS (0 picks a free one)' },
+  { key: 'domains', flag: 'domain', kind: 'list', default: [], repeat: true, help: 'domain served over HTTPS with a certificate from the ACME CA (HTTP-01 challenges on --port, which must be reachable as port 80 of the domain); repeatable' },
+  { key: 'acmeDirectory', flag: 'acme-directory', kind: 'string', default: 'https://acme-v02.api.letsencrypt.org/directory', help: "ACME directory URL of the certificate authority (its terms of service are agreed to)" },
+  { key: 'acmeEmail', flag: 'acme-email', kind: 'string', default: '', help: 'contact e-mail of the ACME account; empty: none' },
+  { key: 'acmeDirectoryCaFile', flag: 'acme-directory-ca-file', kind: 'string', default: '', help: "PEM file of CA certificates trusted for the ACME directory's HTTPS (a private CA, Pebble); empty: the system's" },
+  { key: 'acmeRenewBeforeDays', flag: 'acme-renew-before-days', kind: 'int', default: 30, min: 1, max: 365, help: 'renew a certificate when less validity remains (a third of its lifetime if it lives no longer than this)' },
+  { key: 'acmeRetryMinS', flag: 'acme-retry-min-s', kind: 'int', default: 60, min: 1, max: 86400, help: 'wait after a failed certificate order; doubles with each further failure' },
+  { key: 'acmeRetryMaxS', flag: 'acme-retry-max-s', kind: 'int', default: 21600, min: 1, max: 7 * 86400, help: 'longest wait between failed certificate orders' },
+  { key: 'tlsCert', flag: 'tls-cert', kind: 'string', default: '', help: 'PEM certificate (chain) file served over HTTPS, with --tls-key; besides --domain it is the certificate for other names; read at start' },
+  { key: 'tlsKey', flag: 'tls-key', kind: 'string', default: '', help: 'PEM private key file of --tls-cert' },
+  { key: 'domainApps', flag: 'domain-app', kind: 'list', default: [], repeat: true, help: 'host=owner/app: on that host /api/v2/workspaces/... stands for /api/v2/apps/owner/app/workspaces/...; repeatable' },  { key: 'auth', flag: 'auth', kind: 'enum', default: 'on', values: ['on', 'off'], help: 'on: requests need a token unless the app grants them to public, roles and grants are enforced (docs/security.md); off: every request acts as the workspace owner (tests, local experiments)' },
+  { key: 'authKeysFile', flag: 'auth-keys-file', kind: 'string', default: '', help: 'token signing keys (JSON, mode 0600), created on first start if absent; cluster nodes share one; empty: <data-dir>/auth-keys.json' },
+  { key: 'authTokenTtlS', flag: 'auth-token-ttl-s', kind: 'int', default: 3600, min: 60, max: 30 * 86400, help: 'lifetime of the tokens that login and refresh issue' },
+  { key: 'authLoginAttemptsPerMinute', flag: 'auth-login-attempts-per-minute', kind: 'int', default: 10, min: 1, max: 100_000, help: 'login attempts per login (token bucket); more get 429' },
+  { key: 'authAddressAttemptsPerMinute', flag: 'auth-address-attempts-per-minute', kind: 'int', default: 60, min: 1, max: 100_000, help: 'login and sign-up attempts per client address (token bucket); more get 429' },
+  { key: 'adminToken', flag: 'admin-token', kind: 'string', default: '', help: 'serves the admin dashboard at /admin to holders of this token (docs/admin.md); empty: no dashboard (404)' },
+  { key: 'wasmDeadlineMs', flag: 'wasm-deadline-ms', kind: 'int', default: 50, min: 1, max: 60_000, help: 'wall-clock budget of one WASM extension call; past it the call fails (500 EXTENSION_TIMEOUT) and writes nothing' },
+  { key: 'wasmMemoryBytesMax', flag: 'wasm-memory-bytes-max', kind: 'int', default: 16 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'linear memory of one WASM extension instance; growing past it fails the call (500 EXTENSION_MEMORY)' },
+  { key: 'wasmPoolSize', flag: 'wasm-pool-size', kind: 'int', default: 2, min: 1, max: 64, help: 'WASM instances each worker makes at start per module and processor kind; none free answers 503' },
   { key: 'logLevel', flag: 'log-level', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'log level' },
 ]
 
@@ -153,6 +194,8 @@ export function validateConfig(raw: Record<string, unknown>): VvmConfig {
     if (cfg.storage !== 'cassandra') throw new ConfigError(`--advertise (cluster mode) needs --storage cassandra, not ${cfg.storage}`)
     if (!/^https?:\/\/[^/]+$/.test(cfg.advertise)) throw new ConfigError(`--advertise '${cfg.advertise}' must be a base URL like http://10.0.0.5:8822`)
   }
+  const tlsProblem = tlsConfigProblem(cfg)
+  if (tlsProblem !== undefined) throw new ConfigError(tlsProblem)
   return cfg
 }
 

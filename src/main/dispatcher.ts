@@ -3,6 +3,8 @@
 // are taken here, before anything is queued.
 
 import type { AppDef, Rate } from '../shared/appdef/types.js'
+import type { Principal } from '../shared/appdef/state.js'
+import { ANONYMOUS } from '../shared/authz.js'
 import { Op, isWriteOp, type EngineRequest } from '../shared/engine-messages.js'
 import { PartitionNotHereError, type PartitionSet, type ReplySink } from './partitions.js'
 import { VvmError } from '../shared/errors.js'
@@ -19,6 +21,8 @@ export class Dispatcher {
     private readonly rateOverrides: Readonly<Record<string, Rate>> = {},
     /** Cluster mode: which node serves a partition this node does not. */
     private readonly ownerOf?: (app: string, partition: number) => { nodeId: string; advertise: string } | undefined,
+    /** For requests that come without a principal: anonymous, or the owner with `--auth off`. */
+    private readonly defaultPrincipal: Principal = ANONYMOUS,
   ) {}
 
   /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
@@ -36,6 +40,7 @@ export class Dispatcher {
   }
 
   submit(req: EngineRequest, sink: ReplySink): void {
+    req.principal ??= this.defaultPrincipal
     if (!isWriteOp(req.op) && this.queries !== undefined) {
       this.queries.submit(req, sink)
       return

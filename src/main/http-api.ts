@@ -1,6 +1,7 @@
 // HTTP routes (Voedger API v2, and v1 commands) on uWebSockets.js. The main thread parses the
-// route, checks sizes and names, applies rate limits and hands the request on without blocking;
-// bodies travel as raw bytes and are parsed by the processor.
+// route, checks sizes and names, authenticates the bearer token (401; src/main/auth), applies
+// rate limits and hands the request on without blocking; bodies travel as raw bytes and are
+// parsed by the processor, whose authorize stage decides 403.
 //
 // uWS rules followed here: everything needed from `req` is copied before returning (it is
 // stack-allocated); every response answered later has `onAborted`; writes are corked.
@@ -13,6 +14,8 @@ import { renderError } from '../shared/reply.js'
 import type { ReplySink } from './partitions.js'
 import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
+import type { Authenticator, Caller } from './auth/authenticator.js'
+import { appOfHost, hostOf } from './domain-apps.js'
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
@@ -55,7 +58,7 @@ function errorCodeOf(body: Uint8Array): string {
   }
 }
 
-function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAfterS: number, allow?: string, closeConnection = false): void {
+export function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAfterS: number, allow?: string, closeConnection = false): void {
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json')
     if (retryAfterS > 0) res.writeHeader('retry-after', String(retryAfterS))
@@ -67,7 +70,7 @@ function writeReply(res: HttpResponse, status: number, body: Uint8Array, retryAf
   })
 }
 
-function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, allow?: string, closeConnection = false, metrics?: ServerMetrics, route = 'other', startedMs = performance.now()): void {
+export function writeError(res: HttpResponse, format: ReplyFormatCode, err: unknown, allow?: string, closeConnection = false, metrics?: ServerMetrics, route = 'other', startedMs = performance.now()): void {
   const e = toVvmError(err)
   if (metrics !== undefined) {
     metrics.recordReply(route, e.status, startedMs)
@@ -106,6 +109,9 @@ export interface HttpApiOptions {
   /** False while starting or shutting down: /readyz answers 503 and requests get 503. */
   serving: () => boolean
   metrics: ServerMetrics
+  auth: Authenticator
+  /** Host → app (`--domain-app`): on a bound host `/api/v2/workspaces/…` names that app (domain-apps.ts). */
+  domainApps?: ReadonlyMap<string, string>
 }
 
 export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
@@ -122,6 +128,14 @@ export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
     const route = `v2/${path}`
     app.any(pattern, (res, req) => handleV2(res, req, routes, o, route))
   }
+  // The same routes without owner/app, for hosts bound to an app (docs/operations.md).
+  const domainApps = o.domainApps ?? new Map<string, string>()
+  for (const [path, routes] of Object.entries(V2_ROUTES)) {
+    const short = '/api/v2/workspaces/:wsid'
+    const pattern = path === 'docs/id' ? `${short}/docs/:qname/:id` : `${short}/${path}/:qname`
+    const route = `v2/${path}`
+    app.any(pattern, (res, req) => handleV2(res, req, routes, o, route, domainApps))
+  }
   app.any('/api/:owner/:app/:wsid/:func', (res, req) => handleV1(res, req, o))
   app.any('/*', (res, req) => {
     const v1 = req.getUrl().startsWith('/api/') && !req.getUrl().startsWith('/api/v2/')
@@ -129,7 +143,8 @@ export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
   })
 }
 
-function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[], o: HttpApiOptions, routeName: string): void {
+/** `domainApps` given: the short form, whose app comes from the Host header (parameters shift by two). */
+function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[], o: HttpApiOptions, routeName: string, domainApps?: ReadonlyMap<string, string>): void {
   const startedMs = performance.now()
   const format = ReplyFormat.JSON_V2
   const method = req.getMethod()
@@ -140,19 +155,19 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
     return
   }
   try {
-    const appQName = `${req.getParameter(0)}/${req.getParameter(1)}`
-    const wsid = parseWsid(req.getParameter(2)!)
-    const qname = parseQName(req.getParameter(3)!)
-    const id = route.hasId ? parseId(req.getParameter(4)!) : 0
+    const at = domainApps === undefined ? 2 : 0
+    const appQName = domainApps === undefined ? `${req.getParameter(0)}/${req.getParameter(1)}` : appOfHost(domainApps, req.getHeader('host'))
+    if (appQName === undefined) throw new NotFoundError(`no app is bound to host '${hostOf(req.getHeader('host'))}': use /api/v2/apps/{owner}/{app}/workspaces/…`)
+    const wsid = parseWsid(req.getParameter(at)!)
+    const qname = parseQName(req.getParameter(at + 1)!)
+    const id = route.hasId ? parseId(req.getParameter(at + 2)!) : 0
     const params = route.hasBody ? null : parseReadParams(req.getQuery() ?? '')
     const request = baseRequest(o, route.op, format, appQName, wsid, qname, id, params, route.kind)
     request.idempotencyKey = route.op === Op.COMMAND ? idempotencyHeader(req, o) : null
     const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
-    o.dispatcher.checkRate(request, address)
     const ctx = { route: routeName, startedMs, url: urlOf(req) }
-    if (route.hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
-    else submit(res, o, request, undefined, format, ctx)
+    admitAndSubmit(res, req, o, request, route.hasBody, address, format, ctx)
   } catch (err) {
     writeError(res, format, err, undefined, false, o.metrics, routeName, startedMs)
   }
@@ -172,8 +187,7 @@ function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void 
     const request = baseRequest(o, Op.COMMAND, format, appQName, parseWsid(req.getParameter(2)!), parseQName(func.slice(2)), 0, null, 'command')
     request.idempotencyKey = idempotencyHeader(req, o)
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
-    o.dispatcher.checkRate(request, Buffer.from(res.getRemoteAddressAsText()).toString())
-    readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
+    admitAndSubmit(res, req, o, request, true, Buffer.from(res.getRemoteAddressAsText()).toString(), format, ctx)
   } catch (err) {
     writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
   }
@@ -190,7 +204,47 @@ function baseRequest(
   return { reqId: 0, op, format, app, wsid, qname, id, idempotencyKey: null, body: undefined, params }
 }
 
-interface RouteContext {
+/**
+ * Authenticates (401), sets the request's principal, takes the rate (429) and submits. A token
+ * seen before is known at once and all of it happens before the body is read; a new token is
+ * verified while the body arrives.
+ */
+function admitAndSubmit(
+  res: HttpResponse, req: HttpRequest, o: HttpApiOptions, request: EngineRequest, hasBody: boolean, address: string, format: ReplyFormatCode, ctx: RouteContext,
+): void {
+  const caller = o.auth.fromAuthorizationHeader(req.getHeader('authorization'), request.app)
+  const admit = (c: Caller): void => {
+    request.principal = o.auth.principalFor(c, request)
+    o.dispatcher.checkRate(request, address)
+  }
+  if (!(caller instanceof Promise)) {
+    admit(caller)
+    if (hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
+    else submit(res, o, request, undefined, format, ctx)
+    return
+  }
+  // Settled at once, so that a rejection is not unhandled while the body still arrives.
+  const settled = caller.then((c) => ({ c }), (err: unknown) => ({ err }))
+  const afterAuth = (body: Uint8Array | undefined): void => {
+    let aborted = false
+    res.onAborted(() => { aborted = true })
+    void settled.then((r) => {
+      if (aborted) return
+      try {
+        if ('err' in r) throw r.err
+        admit(r.c)
+      } catch (err) {
+        writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
+        return
+      }
+      submit(res, o, request, body, format, ctx)
+    })
+  }
+  if (hasBody) readBody(res, req, o, format, ctx, afterAuth)
+  else afterAuth(undefined)
+}
+
+export interface RouteContext {
   route: string
   startedMs: number
   /** Path and query as received, for redirects to the node that serves the partition. */
@@ -216,7 +270,7 @@ function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, bo
 }
 
 /** Collects the body up to `bodyBytesMax`; past it answers 413 and closes the connection. */
-function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format: ReplyFormatCode, ctx: RouteContext, done: (body: Uint8Array) => void): void {
+export function readBody(res: HttpResponse, req: HttpRequest, o: HttpApiOptions, format: ReplyFormatCode, ctx: RouteContext, done: (body: Uint8Array) => void): void {
   const declared = Number(req.getHeader('content-length') || '0')
   if (declared > o.bodyBytesMax) {
     writeError(res, format, new VvmError('TOO_LARGE', `the body of ${declared} bytes exceeds the limit of ${o.bodyBytesMax} bytes`), undefined, true, o.metrics, ctx.route, ctx.startedMs)

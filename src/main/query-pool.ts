@@ -5,6 +5,7 @@ import { Piscina } from 'piscina'
 import { decodeReply, encodeRequest, type EngineRequest } from '../shared/engine-messages.js'
 import { BusyError, VvmError } from '../shared/errors.js'
 import type { StorageConfig } from '../shared/storage/types.js'
+import type { WasmOptions } from '../shared/partition-protocol.js'
 import type { QueryWorkerData } from '../workers/query/pool-worker.js'
 import type { ReplySink } from './partitions.js'
 
@@ -13,6 +14,7 @@ export interface QueryPoolOptions {
   queueMax: number
   appUrls: string[]
   storage: StorageConfig
+  wasm: WasmOptions
   log: (level: 'info' | 'warn' | 'error', msg: string) => void
 }
 
@@ -21,7 +23,7 @@ export class QueryPool {
   private nextReqId = 1
 
   constructor(private readonly opts: QueryPoolOptions) {
-    const workerData: QueryWorkerData = { appUrls: opts.appUrls, storage: opts.storage }
+    const workerData: QueryWorkerData = { appUrls: opts.appUrls, storage: opts.storage, wasm: opts.wasm }
     this.pool = new Piscina({
       filename: new URL('../workers/query/pool-worker.js', import.meta.url).href,
       minThreads: opts.threads,

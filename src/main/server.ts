@@ -3,7 +3,7 @@
 // every thread, socket and handle it opened.
 
 import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import uws from 'uWebSockets.js'
 import { pino, type Logger } from 'pino'
@@ -12,6 +12,7 @@ import type { AppDef } from '../shared/appdef/types.js'
 import { decodeStored, encodeStored, metaKey, type StoredMeta } from '../shared/layout.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import type { IStorageProvider, StorageConfig } from '../shared/storage/types.js'
+import type { WasmOptions } from '../shared/partition-protocol.js'
 import { ConfigError, type VvmConfig } from './config.js'
 import { Dispatcher } from './dispatcher.js'
 import { registerHttpApi } from './http-api.js'
@@ -20,6 +21,11 @@ import { PartitionSet } from './partitions.js'
 import { QueryPool } from './query-pool.js'
 import { RateLimiter } from './rate-limiter.js'
 import { ServerMetrics } from './metrics.js'
+import { registerAdmin, type AdminDashboard } from './admin.js'
+import { LoginStore, openAuthenticator, registerAuthRoutes } from './auth/index.js'
+import { perMinute } from '../shared/appdef/define.js'
+import { startTls, type TlsFrontend } from './tls/index.js'
+import { domainAppMap } from './domain-apps.js'
 
 const SHIPPED_APPS: Record<string, string> = {
   'demo/bank': new URL('../../demo/bank/index.js', import.meta.url).href,
@@ -38,6 +44,8 @@ export interface VvmServer {
   readonly partitions: PartitionSet
   readonly queries: QueryPool | undefined
   readonly log: Logger
+  /** The admin dashboard at /admin, when `adminToken` is configured (admin.ts). */
+  readonly admin: AdminDashboard | undefined
   /** From now on every request gets 503 (leadership lost, or shutting down). */
   stopServing(): void
   /**
@@ -65,6 +73,11 @@ export function resolveAppUrl(spec: string): string {
   return pathToFileURL(path).href
 }
 
+/** The engine pools' options; compiled modules are cached under the data directory. */
+export function wasmOptionsOf(config: VvmConfig): WasmOptions {
+  return { deadlineMs: config.wasmDeadlineMs, memoryBytesMax: config.wasmMemoryBytesMax, poolSize: config.wasmPoolSize, cacheDir: join(resolve(config.dataDir), 'wasm-cache') }
+}
+
 export function storageConfigOf(config: VvmConfig): StorageConfig {
   return { kind: config.storage, dataDir: resolve(config.dataDir), cassandraHosts: config.cassandraHosts, cassandraKeyspacePrefix: config.cassandraKeyspacePrefix }
 }
@@ -82,15 +95,18 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
   assertNativeUws()
   const appUrls = config.apps.map(resolveAppUrl)
   const apps = await loadApps(appUrls)
+  const auth = await openAuthenticator(config, apps, log)
   const storage = storageConfigOf(config)
   const provider = given ?? (await openStorageProvider(storage))
   const closeProvider = async (): Promise<void> => { if (given === undefined) await provider.close() }
   let partitions: PartitionSet | undefined
   let queries: QueryPool | undefined
+  let tls: TlsFrontend | undefined
   try {
     const partitionCounts = new Map<string, number>()
     for (const app of apps.values()) partitionCounts.set(app.qname, await checkPartitionCount(provider, app, app.partitions ?? config.partitions))
     const logFn = (level: 'info' | 'warn' | 'error', msg: string): void => log[level](msg)
+    const wasm = wasmOptionsOf(config)
     let serving = false
     partitions = await PartitionSet.start({
       apps: [...apps.values()].map((a, i) => ({ qname: a.qname, url: appUrls[i]!, partitions: partitionCounts.get(a.qname)! })),
@@ -98,6 +114,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       ringBytes: config.ringBytes,
       inflightPerPartitionMax: config.inflightPerPartitionMax,
       partition: {
+        wasm,
         actualizerBatchEventsMax: config.actualizerBatchEventsMax,
         actualizerFlushIntervalMs: config.actualizerFlushIntervalMs,
         actualizerRetryMaxMs: config.actualizerRetryMaxMs,
@@ -110,19 +127,31 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       onProblem: (err) => { log.error({ err }, 'partition problem'); serving = false },
     }, cluster === undefined)
     queries = provider.sharedAcrossThreads
-      ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, log: logFn })
+      ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, wasm, log: logFn })
       : undefined
-    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf)
+    const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf, auth.defaultPrincipal)
     const metrics = new ServerMetrics()
     registerEngineGauges(metrics, apps, partitions, queries)
-    const app = uws.App()
+    // With TLS (src/main/tls) the routes are registered on its recorder and served over HTTPS on
+    // --https-port by every certificate generation; --port answers ACME challenges and redirects.
+    tls = await startTls(config, metrics, log)
+    const app = tls?.app ?? uws.App()
     // Before the HTTP routes, whose catch-all `/*` would otherwise answer the upgrade.
     const wsApi = registerWsApi(app, {
       apps, dispatcher, serving: () => serving, frameBytesMax: config.wsFrameBytesMax, inflightMax: config.wsInflightMax,
-      bufferedBytesMax: config.wsBufferedBytesMax, idleTimeoutS: config.wsIdleTimeoutS, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, metrics, log,
+      bufferedBytesMax: config.wsBufferedBytesMax, idleTimeoutS: config.wsIdleTimeoutS, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, auth, metrics, log,
     })
-    registerHttpApi(app, {
-      apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving, metrics,
+    const http = {
+      apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving, metrics, auth,
+      domainApps: domainAppMap(config.domainApps),
+    }
+    registerAuthRoutes(app, {
+      http, auth, logins: new LoginStore((a) => provider.appStorage(a)), limiter: new RateLimiter(config.rateBucketsMax),
+      perLogin: perMinute(config.authLoginAttemptsPerMinute), perAddress: perMinute(config.authAddressAttemptsPerMinute), log,
+    })
+    registerHttpApi(app, http)
+    const admin = config.adminToken === '' ? undefined : registerAdmin(app, {
+      config, apps, appPartitions: partitionCounts, partitions, queries, metrics, serving: () => serving, ownerOf: cluster?.ownerOf, log,
     })
     const metricsApp = uws.App()
     metricsApp.get('/metrics', (res) => {
@@ -131,7 +160,8 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     })
     metricsApp.any('/*', (res) => { res.cork(() => res.writeStatus('404 Not Found').end('only /metrics here\n')) })
     const listenSocket = await new Promise<uws.us_listen_socket>((ok, fail) => {
-      app.listen(config.host, config.port, (s) => (s ? ok(s) : fail(new Error(`cannot listen on ${config.host}:${config.port}`))))
+      const port = tls === undefined ? config.port : config.httpsPort
+      app.listen(config.host, port, (s) => (s ? ok(s) : fail(new Error(`cannot listen on ${config.host}:${port}`))))
     })
     const metricsSocket = await new Promise<uws.us_listen_socket>((ok, fail) => {
       metricsApp.listen(config.host, config.metricsPort, (s) => (s ? ok(s) : fail(new Error(`cannot listen for metrics on ${config.host}:${config.metricsPort}`))))
@@ -145,6 +175,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const close = async (): Promise<void> => {
       serving = false
       uws.us_listen_socket_close(listenSocket)
+      admin?.close()
       await parts.stop()
       await pool?.close()
       wsApi.goingAway()
@@ -158,7 +189,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     }
     log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
     return {
-      port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, appPartitions: partitionCounts,
+      port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, appPartitions: partitionCounts, admin,
       stopServing: () => { serving = false },
       redeployApp: async (qname, url) => {
         const next = await loadApp(url)
@@ -175,6 +206,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
   } catch (err) {
     await partitions?.stop()
     await queries?.close()
+    tls?.close()
     await closeProvider()
     throw err
   }

@@ -79,6 +79,7 @@ export class VVM {
     const leadership = this.leadership
     this.server.metrics.registry.gauge('vvm_leader', '1 while this node holds the leadership lease', () => [{ labels: {}, value: leadership.held ? 1 : 0 }])
     this.server.metrics.registry.gauge('vvm_problem', '1 once the VVM has a problem (it stops)', () => [{ labels: {}, value: this.problemErr ? 1 : 0 }])
+    this.server.admin?.attach({ leader: () => leadership.held, problem: () => this.problemErr })
     if (this.servicesShut.signal.aborted) return
     this.servingResolve!(this.server)
   }
@@ -110,6 +111,7 @@ export class VVM {
       log,
     })
     this.ownership = ownership
+    server.admin?.attach({ cluster: true, problem: () => this.problemErr })
     const owned = ownership
     server.metrics.registry.gauge('vvm_partitions_owned', 'partitions this node serves (cluster mode)', () => [{ labels: {}, value: owned.ownedCount() }])
     await ownership.start()

@@ -1,7 +1,9 @@
 // The binary protocol (docs/protocol.md) at `/api/ws` on the main uWS app: hello, requests
-// with client-chosen ids answered in any order, ping, and the limits of a connection. Requests
-// become the same EngineRequests as HTTP ones (format MSGPACK, body already decoded) and go
-// through the same Dispatcher, so statuses and codes are the HTTP ones.
+// with client-chosen ids answered in any order, ping, re-auth, and the limits of a connection.
+// Requests become the same EngineRequests as HTTP ones (format MSGPACK, body already decoded),
+// are authenticated by the same Authenticator (the connection's token, from HELLO or AUTH, in
+// place of the Authorization header) and go through the same Dispatcher, so statuses and codes
+// are the HTTP ones.
 //
 // Bounds of one connection, each with one answer:
 //   frame > frameBytesMax                    → close 1009
@@ -22,6 +24,7 @@ import {
   decodeClientFrame, encodePong, encodeReply, encodeWelcome, packValue, unpackFrame, type ServerLimits, type WireRequest,
 } from '../shared/protocol/index.js'
 import { renderError } from '../shared/reply.js'
+import type { Authenticator, Caller } from './auth/authenticator.js'
 import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ReplySink } from './partitions.js'
@@ -61,6 +64,8 @@ export interface WsApiOptions {
   /** 0: connections are never closed for idleness. */
   idleTimeoutS: number
   idempotencyKeyBytesMax: number
+  /** Without one, requests get the Dispatcher's default principal. */
+  auth?: Authenticator
   metrics?: ServerMetrics
   log?: Logger
 }
@@ -94,7 +99,11 @@ class WsSink implements ReplySink {
 class Connection {
   ws: WebSocket<UserData> | undefined
   helloDone = false
+  /** HELLO received, its token being verified: WELCOME not yet sent. */
+  helloPending = false
   closed = false
+  /** The bearer token of this connection (HELLO, replaced by AUTH); undefined: anonymous. */
+  token: string | undefined
   lastFrameMs: number
   readonly openedMs: number
   readonly inflight = new Map<number, WsSink>()
@@ -141,7 +150,8 @@ class Connection {
 
   /** Sends one frame; false when the connection was closed for being over its buffer bound. */
   sendNow(frame: Uint8Array): boolean {
-    const ws = this.ws!
+    const ws = this.ws
+    if (this.closed || ws === undefined) return false
     const result = ws.send(frame, true)
     // 2: dropped by uWS; cannot happen below UWS_BACKPRESSURE_BYTES, and a drop is still a slow reader.
     if (result === 2 || ws.getBufferedAmount() > this.api.o.bufferedBytesMax) {
@@ -152,11 +162,11 @@ class Connection {
     return true
   }
 
-  /** Closes with a code and reason (reasons are cut to the 123 bytes a close frame holds). */
+  /** Closes with a code and a reason. */
   end(code: number, reason: string): void {
     if (this.closed || this.ws === undefined) return
     this.api.countClose(code)
-    this.ws.end(code, Buffer.from(reason).subarray(0, 123))
+    this.ws.end(code, closeReason(reason))
   }
 }
 
@@ -179,8 +189,8 @@ class WsServer implements WsApi {
 
   register(app: TemplatedApp): void {
     app.ws<UserData>(WS_PATH, {
-      // One frame more than the limit is still read, so that the answer is a close 1009 with a
-      // reason; uWS itself drops larger frames without a close frame (the client sees 1006).
+      // Frames up to twice the limit are still read, so that the answer is a close 1009 with a
+      // reason; uWS itself drops larger ones without a close frame (the client sees 1006).
       maxPayloadLength: this.o.frameBytesMax * 2,
       maxBackpressure: UWS_BACKPRESSURE_BYTES,
       closeOnBackpressureLimit: false,
@@ -232,16 +242,28 @@ class WsServer implements WsApi {
       if (!c.helloDone) return c.end(CloseCode.HELLO_EXPECTED, `hello expected: ${(err as Error).message}`)
       return this.replyError(c, err instanceof FrameError ? err.reqId : 0, 'frame', new BadRequestError((err as Error).message), err)
     }
+    if (c.helloPending) return c.end(CloseCode.HELLO_EXPECTED, 'a frame before WELCOME: send requests once WELCOME has arrived')
     if (!c.helloDone) {
       if (frame.type !== FrameType.HELLO) return c.end(CloseCode.HELLO_EXPECTED, `hello expected: the first frame must be HELLO (1), not ${frame.type}`)
       const version = Math.max(...frame.versions.filter((v) => PROTOCOL_VERSIONS.includes(v)))
       if (!Number.isFinite(version)) {
         return c.end(CloseCode.VERSION_UNSUPPORTED, `no common protocol version: the server speaks ${PROTOCOL_VERSIONS.join(', ')}`)
       }
-      // The token is accepted and not yet checked: enforcing it later needs no new version
-      // (close 4401/4403 are reserved for it).
-      c.helloDone = true
-      c.sendNow(encodeWelcome(version, this.limits, {}))
+      c.token = frame.token ?? undefined
+      const welcome = (): void => {
+        c.helloPending = false
+        c.helloDone = true
+        c.sendNow(encodeWelcome(version, this.limits, {}))
+      }
+      // A hello that names its app has its token checked now (close 4401); otherwise the token
+      // is checked with each request's app, as HTTP checks its Authorization header.
+      const app = frame.options.app
+      const auth = this.o.auth
+      if (auth === undefined || !auth.enabled || c.token === undefined || typeof app !== 'string') return welcome()
+      c.helloPending = true
+      auth.authenticate(c.token, app).then(welcome, (err: unknown) => {
+        c.end(CloseCode.UNAUTHORIZED, `unauthorized: ${toVvmError(err).message}`)
+      })
       return
     }
     switch (frame.type) {
@@ -252,7 +274,21 @@ class WsServer implements WsApi {
         return
       case FrameType.REQUEST:
         return this.onRequest(c, frame)
+      case FrameType.AUTH:
+        return this.onAuth(c, frame.reqId, frame.token ?? undefined, frame.options.app)
     }
+  }
+
+  /** Re-auth: the connection's token is replaced once it is verified (when the frame names the app). */
+  private onAuth(c: Connection, reqId: number, token: string | undefined, app: unknown): void {
+    const auth = this.o.auth
+    const ok = (): void => {
+      c.token = token
+      this.record('ws.auth', 200, performance.now(), undefined)
+      c.sendNow(encodeReply(reqId, 200, 0, packValue({})))
+    }
+    if (auth === undefined || !auth.enabled || token === undefined || typeof app !== 'string') return ok()
+    auth.authenticate(token, app).then(ok, (err: unknown) => this.replyError(c, reqId, 'ws.auth', err))
   }
 
   private onRequest(c: Connection, r: WireRequest): void {
@@ -269,23 +305,45 @@ class WsServer implements WsApi {
       return this.replyError(c, r.reqId, route, new BusyError(`more than ${this.o.bufferedBytesMax / 2} bytes of replies wait to be read: read them first`))
     }
     let request: EngineRequest
+    let caller: Caller | Promise<Caller> | undefined
     try {
       request = this.toEngineRequest(r)
       if (!this.o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
-      this.o.dispatcher.checkRate(request, c.address)
+      caller = this.o.auth?.authenticateNow(c.token, r.app)
+      if (!(caller instanceof Promise)) this.admit(c, request, caller)
     } catch (err) {
       return this.replyError(c, r.reqId, route, err)
     }
     const sink = new WsSink(c, r.reqId, route, startedMs)
     c.inflight.set(r.reqId, sink)
     this.inflightTotal++
+    if (!(caller instanceof Promise)) return this.submit(request, sink)
+    // A token not seen before (or forgotten) is verified once, off this callback; the request
+    // holds its id meanwhile.
+    caller.then((cl) => {
+      this.admit(c, request, cl)
+      this.submit(request, sink)
+    }).catch((err: unknown) => this.failSink(sink, err))
+  }
+
+  /** Principal (401) and rate (429), as HTTP does them. */
+  private admit(c: Connection, request: EngineRequest, caller: Caller | undefined): void {
+    if (caller !== undefined) request.principal = this.o.auth!.principalFor(caller, request)
+    this.o.dispatcher.checkRate(request, c.address)
+  }
+
+  private submit(request: EngineRequest, sink: WsSink): void {
     try {
       this.o.dispatcher.submit(request, sink)
     } catch (err) {
-      const e = toVvmError(err)
-      if (e.code === 'INTERNAL') this.log?.error({ err }, 'ws: submit failed')
-      sink.reply(e.status, renderError(ReplyFormat.MSGPACK, e), e.retryAfterS ?? 0)
+      this.failSink(sink, err)
     }
+  }
+
+  private failSink(sink: WsSink, err: unknown): void {
+    const e = toVvmError(err)
+    if (e.code === 'INTERNAL') this.log?.error({ err }, 'ws: submit failed')
+    sink.reply(e.status, renderError(ReplyFormat.MSGPACK, e), e.retryAfterS ?? 0)
   }
 
   private toEngineRequest(r: WireRequest): EngineRequest {
@@ -375,6 +433,15 @@ function toMsgpackBody(body: Uint8Array): Uint8Array {
     // Not JSON after all: a MessagePack body that starts with the integer 123 is passed on as is.
     return body
   }
+}
+
+/** Why 123: a close frame's payload is at most 125 bytes, 2 of them the code. Cut on a character boundary. */
+const CLOSE_REASON_BYTES_MAX = 123
+
+function closeReason(reason: string): Buffer {
+  let b = Buffer.from(reason)
+  for (let chars = reason.length; b.byteLength > CLOSE_REASON_BYTES_MAX; chars--) b = Buffer.from(reason.slice(0, chars - 1) + '…')
+  return b
 }
 
 function errorCodeOf(body: Uint8Array | undefined): string {

@@ -4,6 +4,7 @@
 // thread.
 
 import { Packr } from 'msgpackr'
+import type { Principal } from './appdef/state.js'
 
 export const Op = {
   /** A command; body `{"args", "unloggedArgs", "cuds"}` (v1 clients send `cuds` too). */
@@ -57,6 +58,13 @@ export interface EngineRequest {
   /** Raw JSON body (HTTP) or a decoded value (binary protocol). */
   body: Uint8Array | unknown
   params: ReadParams | null
+  /**
+   * Who asks, as the main thread authenticated it: the login and the roles its token signs for
+   * this workspace (the processors add the workspace's stored grants and `public`). Set by the
+   * HTTP layer; the Dispatcher fills in its default (anonymous, or owner with `--auth off`)
+   * for any request without one. Absent in a processor means anonymous; jobs need none.
+   */
+  principal?: Principal
 }
 
 export interface EngineReply {
@@ -70,7 +78,8 @@ export interface EngineReply {
 const codec = new Packr({ useRecords: false, mapsAsObjects: true })
 
 export function encodeRequest(r: EngineRequest): Uint8Array {
-  return codec.pack([r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params])
+  const p = r.principal === undefined ? null : [r.principal.login, r.principal.roles]
+  return codec.pack([r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params, p])
 }
 
 export function decodeRequest(bytes: Uint8Array): EngineRequest {
@@ -78,7 +87,13 @@ export function decodeRequest(bytes: Uint8Array): EngineRequest {
   return {
     reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
     qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
+    principal: decodePrincipal(a[10]),
   }
+}
+
+function decodePrincipal(v: unknown): Principal | undefined {
+  if (!Array.isArray(v)) return undefined
+  return { login: v[0] as string, roles: v[1] as string[] }
 }
 
 export function encodeReply(r: EngineReply): Uint8Array {

@@ -23,6 +23,16 @@ export const ErrorCodes = {
   SHUTTING_DOWN: 503,
   /** An extension's own error: the status is the one the extension chose. */
   EXTENSION: 0,
+  /** A WASM extension ran past its deadline (`--wasm-deadline-ms`); nothing it wrote is applied. */
+  EXTENSION_TIMEOUT: 500,
+  /** A WASM extension needed more linear memory than `--wasm-memory-bytes-max`. */
+  EXTENSION_MEMORY: 500,
+  /** A WASM extension trapped: out-of-bounds access, stack overflow, `unreachable`, an abort. */
+  EXTENSION_TRAP: 500,
+  /** A WASM extension broke the host ABI: a pointer outside its memory, a malformed payload or result. */
+  EXTENSION_ABI: 500,
+  /** A WASM extension crossed a bound of one call (reads that needed storage, writes). */
+  EXTENSION_LIMIT: 500,
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

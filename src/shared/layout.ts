@@ -15,6 +15,8 @@
 // | idempot.   | [IDEMPOTENCY, u64 wsid]              | [key utf8]        | stored reply (TTL)       |
 // | offsets    | [ACT_OFFSET, u16 partition]          | [projector qname] | {plogOffset}             |
 // | intent     | [COMMIT_INTENT, u16 partition]       | []                | {po, items} (cassandra)  |
+// | grants     | [GRANTS, u64 wsid]                   | [login utf8]      | {r: roles}               |
+// | logins     | [LOGIN, login utf8]                  | []                | {s, h, n, r, p, t}       |
 //
 // Logs are chunked by 4096 offsets so that no storage partition (Cassandra) grows without
 // bound; records are one partition per workspace so a collection can be fetched with one
@@ -34,6 +36,8 @@ const VIEW = 0x07
 const IDEMPOTENCY = 0x08
 const ACT_OFFSET = 0x09
 const COMMIT_INTENT = 0x0a
+const GRANTS = 0x0b
+const LOGIN = 0x0c
 
 export const LOG_CHUNK_OFFSETS = 4096
 /** Raw ids (< 2^16) name records created in the same request; real ids start above them. */
@@ -84,6 +88,12 @@ export const actualizerOffsetKey = (partition: number, projector: string) => ({
   cc: utf8.encode(projector),
 })
 
+/** Roles granted in a workspace by sys.GrantRole; written by the workspace's command processor only. */
+export const grantsKey = (wsid: number, login: string) => ({ pk: concatBytes(new Uint8Array([GRANTS]), u64be(wsid)), cc: utf8.encode(login) })
+
+/** A login of the app (password hash); written and read by the main thread only (src/main/auth). */
+export const loginKey = (login: string) => ({ pk: concatBytes(new Uint8Array([LOGIN]), utf8.encode(login)), cc: EMPTY })
+
 /** Stored shapes. Short property names: they are written once per event or record. */
 export interface StoredRecord { q: string; a: boolean; f: Record<string, unknown> }
 export interface StoredCud { id: number; t: string; n: boolean; f: Record<string, unknown> }
@@ -91,6 +101,9 @@ export interface StoredEvent { q: string; ws: number; wo: number; t: number; a: 
 export interface StoredWsHead { wo: number; id: number }
 export interface StoredPartitionHead { po: number }
 export interface StoredMeta { partitions: number }
+export interface StoredGrants { r: string[] }
+/** scrypt parameters with the salt `s` and hash `h`; `t` the creation time (ms). */
+export interface StoredLogin { s: Uint8Array; h: Uint8Array; n: number; r: number; p: number; t: number }
 export interface StoredIntent { po: number; items: { pk: Uint8Array; cc: Uint8Array; value: Uint8Array; ttlSeconds?: number }[] }
 
 /**

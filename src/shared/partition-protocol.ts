@@ -24,7 +24,20 @@ export const Stat = {
   SLOTS: 8 + 64,
 } as const
 
+/** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */
+export interface WasmOptions {
+  /** Wall-clock budget of one extension call, ms. */
+  deadlineMs: number
+  /** Linear memory of one extension instance, bytes. */
+  memoryBytesMax: number
+  /** Instances made at start per WASM module and processor kind (command, query, projector). */
+  poolSize: number
+  /** Where compiled modules are kept (private to the server). */
+  cacheDir: string
+}
+
 export interface PartitionOptions {
+  wasm: WasmOptions
   actualizerBatchEventsMax: number
   actualizerFlushIntervalMs: number
   actualizerRetryMaxMs: number

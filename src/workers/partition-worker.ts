@@ -16,7 +16,7 @@ import { CommandProcessor, type BatchStats } from './command/processor.js'
 import { PartitionState } from './command/partition-state.js'
 import { committerFor } from './command/commit.js'
 import { QueryProcessor } from './query/query-processor.js'
-import { BuiltinRunner } from './extensions.js'
+import { WasmRunner } from './wasm/wasm-runner.js'
 
 const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   const logError = (stage: string, err: unknown): void => {
     post({ type: 'log', level: 'error', msg: `partition ${data.partition}: ${stage}: ${(err as Error)?.stack ?? String(err)}` })
   }
-  const extensions = new BuiltinRunner()
+  // Engine pools for the kinds this worker runs: queries too when it serves the reads (mem).
+  const extensions = await WasmRunner.start([{ app, url: data.appUrl }], provider.sharedAcrossThreads ? ['command', 'projector'] : ['command', 'projector', 'query'], data.options.wasm)
   const processor = new CommandProcessor(app, part, storage, {
     idempotencyTtlSeconds: data.options.idempotencyTtlSeconds,
     committer,
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
       if (m.type === 'deploy') {
         const next = await loadApp(m.appUrl)
         if (next.qname !== data.appQName) throw new Error(`module ${m.appUrl} defines ${next.qname}, not ${data.appQName}`)
+        await extensions.deploy({ app: next, url: m.appUrl })
         await deployment.deploy(next, part.plogOffset)
         processor.app = next
       } else {

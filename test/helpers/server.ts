@@ -27,9 +27,12 @@ export interface TestServer {
   close(): Promise<void>
 }
 
+/** Tests of other features run with `--auth off` unless they choose (`--auth on`: test/auth*.test.ts). */
+const authOffUnlessGiven = (flags: readonly string[]): string[] => (flags.some((f) => f === '--auth' || f.startsWith('--auth=')) ? [] : ['--auth', 'off'])
+
 export async function startTestServer(flags: string[] = [], dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? (await tempDir()).path
-  const config = loadConfig(['--port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dir, ...flags], {})
+  const config = loadConfig(['--port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dir, ...authOffUnlessGiven(flags), ...flags], {})
   const server = await startServer(config, pino({ level: 'warn' }))
   const url = `http://127.0.0.1:${server.port}`
   return {
@@ -82,7 +85,7 @@ export interface ChildServer {
 
 /** Starts `vvm start` in a child process and resolves once it listens. */
 export async function spawnServer(flags: string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  const proc = spawn(process.execPath, [VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...authOffUnlessGiven(flags), ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })

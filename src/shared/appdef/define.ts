@@ -6,6 +6,11 @@ import type {
   AppDef, AppOptions, CommandDef, JobDef, ResolvedJob, FieldSpec, FieldType, Fields, Package, PackageDef, ProjectorDef, QueryDef,
   Rate, ResolvedCommand, ResolvedField, ResolvedProjector, ResolvedQuery, ResolvedTable, ResolvedView, TableDef, ViewDef, WasmRef,
 } from './types.js'
+import {
+  BUILTIN_ROLES, FIELD_IS_ACTIVE, GRANT_OPS, ROLE_NAME_RE, ROLE_OWNER, SYS_GRANT_ROLE, SYS_PACKAGE, SYS_REVOKE_ROLE, SYS_ROLE_COMMAND_ARGS,
+  type Acl, type FieldGrant, type GrantDef, type GrantOp,
+} from './acl.js'
+import { VvmError } from '../errors.js'
 
 export class DefinitionError extends Error {
   readonly code = 'VVM_DEFINITION'
@@ -29,6 +34,7 @@ const RESERVED_FIELD_PREFIX = 'sys.'
 
 export function definePackage(name: string, def: PackageDef): Package {
   if (!NAME_RE.test(name)) throw new DefinitionError(`package name '${name}' is invalid: expected a letter then up to 63 letters, digits or '_'`)
+  if (name === SYS_PACKAGE) throw new DefinitionError(`package name '${SYS_PACKAGE}' is reserved for the built-in commands (${SYS_GRANT_ROLE}, ${SYS_REVOKE_ROLE})`)
   return Object.freeze({ name, def })
 }
 
@@ -67,12 +73,24 @@ class AppBuilder {
   readonly queries = new Map<string, ResolvedQuery>()
   readonly projectors = new Map<string, ResolvedProjector>()
   readonly jobs = new Map<string, ResolvedJob>()
+  readonly roles = new Set<string>(BUILTIN_ROLES)
+  private readonly grants: { pkg: string; g: GrantDef }[] = []
   private readonly names = new Set<string>()
 
   constructor(readonly qname: string) {}
 
   /** First pass: tables, so that refs and projector triggers can name any of them. */
   declare(pkg: Package): void {
+    const roles = pkg.def.roles ?? []
+    if (!Array.isArray(roles)) throw new DefinitionError(`app ${this.qname}: package ${pkg.name}: roles must be an array of role names`)
+    for (const role of roles) {
+      if (typeof role !== 'string' || !ROLE_NAME_RE.test(role)) throw new DefinitionError(`app ${this.qname}: package ${pkg.name}: role name '${String(role)}' is invalid: expected a lower-case letter then up to 63 of [a-z0-9_]`)
+      if (this.roles.has(role)) throw new DefinitionError(`app ${this.qname}: package ${pkg.name}: role '${role}' is ${BUILTIN_ROLES.includes(role) ? 'built in' : 'declared twice'}`)
+      this.roles.add(role)
+    }
+    const grants = pkg.def.grants ?? []
+    if (!Array.isArray(grants)) throw new DefinitionError(`app ${this.qname}: package ${pkg.name}: grants must be an array of grant(...)`)
+    for (const g of grants) this.grants.push({ pkg: pkg.name, g })
     for (const [name, t] of entries<TableDef>(pkg.def.tables)) {
       const q = this.claim(pkg, name, 'table')
       if (!TABLE_KINDS.includes(t?.kind as never)) throw this.err(q, `kind '${String(t?.kind)}' is invalid: expected one of ${TABLE_KINDS.join(', ')}`)
@@ -118,6 +136,10 @@ class AppBuilder {
   }
 
   build(options: AppOptions): AppDef {
+    for (const q of [SYS_GRANT_ROLE, SYS_REVOKE_ROLE]) {
+      this.commands.set(q, { qname: q, args: this.fields(q, SYS_ROLE_COMMAND_ARGS, 'args'), unloggedArgs: new Map(), exec: sysCommandExec, rate: undefined })
+    }
+    const acl = this.acl()
     const syncOn = new Map<string, ResolvedProjector[]>()
     for (const p of this.projectors.values()) {
       for (const trigger of p.on) {
@@ -136,7 +158,55 @@ class AppBuilder {
       syncProjectorsOn: syncOn,
       asyncProjectors: [...this.projectors.values()].filter((p) => !p.sync),
       jobs: this.jobs,
+      roles: this.roles,
+      acl,
     })
+  }
+
+  /** Resolves every grant after all packages are known: any role and resource of the app. */
+  private acl(): Acl {
+    const acl = new Map<string, Map<GrantOp, Map<string, FieldGrant>>>()
+    for (const { pkg, g } of this.grants) {
+      const where = `app ${this.qname}: package ${pkg}: grant to '${String(g?.role)}'`
+      if (typeof g !== 'object' || g === null || !Array.isArray(g.ops) || !Array.isArray(g.resources)) throw new DefinitionError(`${where}: expected grant(role, ops, resources, { fields })`)
+      if (!this.roles.has(g.role)) throw new DefinitionError(`${where}: role '${g.role}' is not declared (roles: ${[...this.roles].join(', ')})`)
+      if (g.role === ROLE_OWNER) throw new DefinitionError(`${where}: the owner may do everything already`)
+      if (g.ops.length === 0 || g.resources.length === 0) throw new DefinitionError(`${where}: ops and resources must not be empty`)
+      for (const op of g.ops) if (!GRANT_OPS.includes(op)) throw new DefinitionError(`${where}: op '${String(op)}' is invalid: expected one of ${GRANT_OPS.join(', ')}`)
+      for (const resource of g.resources) {
+        const kind = this.kindOf(resource)
+        if (kind === undefined) throw new DefinitionError(`${where}: resource '${String(resource)}' is not a command, query, table or view of the app`)
+        if (resource.startsWith(SYS_PACKAGE + '.')) throw new DefinitionError(`${where}: ${resource} is for the owner only`)
+        const fields = g.fields === undefined ? null : this.grantFields(where, resource, kind, g)
+        for (const op of g.ops) {
+          const ok = op === 'execute' ? kind === 'command' || kind === 'query' : op === 'select' ? kind === 'table' || kind === 'view' : kind === 'table'
+          if (!ok) throw new DefinitionError(`${where}: op '${op}' does not apply to ${kind} ${resource} (execute: commands and queries; select: tables and views; insert, update: tables)`)
+          if (fields !== null && op !== 'select' && op !== 'update') throw new DefinitionError(`${where}: a field list applies to select and update, not to ${op}`)
+          let byOp = acl.get(resource)
+          if (byOp === undefined) acl.set(resource, (byOp = new Map()))
+          let byRole = byOp.get(op)
+          if (byRole === undefined) byOp.set(op, (byRole = new Map()))
+          // Two grants of the same op to the same role add up: a field list widens, none means all.
+          const prev = byRole.get(g.role)
+          byRole.set(g.role, prev === null || fields === null ? null : prev === undefined ? fields : new Set([...prev, ...fields]))
+        }
+      }
+    }
+    return acl
+  }
+
+  private grantFields(where: string, resource: string, kind: string, g: GrantDef): Set<string> {
+    if (!Array.isArray(g.fields) || g.fields.length === 0) throw new DefinitionError(`${where}: fields must list at least one field`)
+    const known = kind === 'table'
+      ? new Set([...this.tables.get(resource)!.fields.keys(), FIELD_IS_ACTIVE])
+      : kind === 'view' ? new Set([...this.views.get(resource)!.pk, ...this.views.get(resource)!.cc, ...this.views.get(resource)!.value.values()].map((f) => f.name)) : new Set<string>()
+    for (const f of g.fields) if (!known.has(f)) throw new DefinitionError(`${where}: field '${String(f)}' is not a field of ${resource}`)
+    return new Set(g.fields)
+  }
+
+  private kindOf(resource: unknown): 'command' | 'query' | 'table' | 'view' | undefined {
+    if (typeof resource !== 'string') return undefined
+    return this.commands.has(resource) ? 'command' : this.queries.has(resource) ? 'query' : this.tables.has(resource) ? 'table' : this.views.has(resource) ? 'view' : undefined
   }
 
   private view(q: string, v: ViewDef): void {
@@ -207,6 +277,11 @@ class AppBuilder {
   private err(q: string, message: string): DefinitionError {
     return new DefinitionError(`app ${this.qname}: ${q}: ${message}`)
   }
+}
+
+/** sys.GrantRole and sys.RevokeRole are carried out by the command processor itself. */
+function sysCommandExec(): never {
+  throw new VvmError('INTERNAL', 'a built-in sys command reached the extension runner')
 }
 
 function entries<T>(rec: Readonly<Record<string, T>> | undefined): [string, T][] {

@@ -4,6 +4,14 @@
 
 export type Row = Record<string, unknown>
 
+/** Who called: commands and queries see it as `state.principal`. */
+export interface Principal {
+  /** The login of the caller's token; '' without a token (anonymous), for jobs and with `--auth off`. */
+  readonly login: string
+  /** The caller's roles in this workspace: `owner`, `public` (everyone) and the app's own roles. */
+  readonly roles: readonly string[]
+}
+
 /** A record as read: its fields plus `sys.ID`, `sys.QName`, `sys.IsActive`. */
 export type RecordRow = Row & { readonly 'sys.ID': number; readonly 'sys.QName': string; readonly 'sys.IsActive': boolean }
 
@@ -26,13 +34,16 @@ export interface ReadState {
 }
 
 export interface CommandState extends ReadState {
+  readonly principal: Principal
   /** Stages a new record; returns its id, unique in the workspace. */
   create(table: string, fields: Row): number
   /** Stages new values for some fields of an existing record. */
   update(id: number, fields: Row): Promise<void>
 }
 
-export type QueryState = ReadState
+export interface QueryState extends ReadState {
+  readonly principal: Principal
+}
 
 export interface ProjectorState extends ReadState {
   /** Writes (inserts or replaces) one view row; `key` holds all pk and cc fields. */

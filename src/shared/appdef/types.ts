@@ -2,6 +2,7 @@
 // and validates, `state.ts` is the state API extensions see.
 
 import type { CommandState, ProjectorState, QueryState } from './state.js'
+import type { Acl, GrantDef } from './acl.js'
 
 export type FieldType =
   | 'int32' | 'int64' | 'float32' | 'float64' | 'money'
@@ -94,6 +95,10 @@ export interface PackageDef {
   readonly queries?: Readonly<Record<string, QueryDef>>
   readonly projectors?: Readonly<Record<string, ProjectorDef>>
   readonly jobs?: Readonly<Record<string, JobDef>>
+  /** Roles this package declares (lower case; unique in the app). `owner` and `public` are built in. */
+  readonly roles?: readonly string[]
+  /** `grant(role, ops, resources, { fields })` (acl.ts); any role and resource of the app. */
+  readonly grants?: readonly GrantDef[]
 }
 
 export interface Package {
@@ -123,6 +128,9 @@ export interface AppDef {
   /** Async projectors, in definition order (an actualizer each per partition). */
   readonly asyncProjectors: readonly ResolvedProjector[]
   readonly jobs: ReadonlyMap<string, ResolvedJob>
+  /** Declared roles plus the built-in `owner` and `public`. */
+  readonly roles: ReadonlySet<string>
+  readonly acl: Acl
 }
 
 export interface ResolvedJob {

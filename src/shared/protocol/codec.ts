@@ -48,10 +48,18 @@ export interface WireHello {
   options: Record<string, unknown>
 }
 
+export interface WireAuth {
+  type: typeof FrameType.AUTH
+  reqId: number
+  token: string | null
+  options: Record<string, unknown>
+}
+
 export type ClientFrame =
   | WireHello
   | ({ type: typeof FrameType.REQUEST } & WireRequest)
   | { type: typeof FrameType.PING; pingId: number }
+  | WireAuth
 
 export type ServerFrame =
   | { type: typeof FrameType.WELCOME; version: number; limits: ServerLimits; options: Record<string, unknown> }
@@ -115,6 +123,10 @@ export function encodeRequest(r: WireRequest): Uint8Array {
   // Trailing nils may be left out (docs/protocol.md); shorter frames for reads.
   while (a.length > 6 && a[a.length - 1] === null) a.pop()
   return packr.pack(a)
+}
+
+export function encodeAuth(reqId: number, token: string | null, options: Record<string, unknown> = {}): Uint8Array {
+  return packr.pack([FrameType.AUTH, reqId, token, options])
 }
 
 export function encodePing(pingId: number): Uint8Array {
@@ -214,8 +226,17 @@ export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
       if (a.length !== 2 || !isUint(a[1], REQUEST_ID_MAX)) throw new FrameError(0, 'PING must be [5, pingId] with pingId a uint32')
       return { type: FrameType.PING, pingId: a[1] }
     }
+    case FrameType.AUTH: {
+      if (!isUint(a[1], REQUEST_ID_MAX) || a[1] === 0) throw new FrameError(0, 'AUTH element 1 (reqId) must be a uint32 other than 0')
+      if (a.length < 3 || a.length > 4) throw new FrameError(a[1], 'AUTH must be [8, reqId, token, options?]')
+      const token = a[2] ?? null
+      if (token !== null && (typeof token !== 'string' || token.length > TOKEN_BYTES_MAX)) throw new FrameError(a[1], `AUTH token must be nil or a string of at most ${TOKEN_BYTES_MAX} characters`)
+      const options = a[3] ?? {}
+      if (!isMap(options)) throw new FrameError(a[1], 'AUTH options must be a map')
+      return { type: FrameType.AUTH, reqId: a[1], token, options }
+    }
     default:
-      throw new FrameError(0, `unknown frame type ${describe(a[0])} (a client sends HELLO 1, REQUEST 3, PING 5)`)
+      throw new FrameError(0, `unknown frame type ${describe(a[0])} (a client sends HELLO 1, REQUEST 3, PING 5, AUTH 8)`)
   }
 }
 

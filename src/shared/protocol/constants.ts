@@ -20,6 +20,8 @@ export const FrameType = {
   PONG: 6,
   /** server → client, reserved for subscriptions: `[7, subscriptionId, seq, body]` */
   PUSH: 7,
+  /** client → server, a new token for this connection (re-auth): `[8, reqId, token, options]`, answered by REPLY */
+  AUTH: 8,
 } as const
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType]
 
@@ -66,7 +68,7 @@ export const CloseCode = {
   SLOW_READER: 4008,
   /** Nothing in flight and no frame from the client for `idleTimeoutS`. */
   IDLE_TIMEOUT: 4010,
-  /** Reserved: the hello's token is missing, invalid or expired. */
+  /** The hello's token is invalid or expired (checked at hello when the hello names its app). */
   UNAUTHORIZED: 4401,
   /** Reserved: the token is valid but may not use this server. */
   FORBIDDEN: 4403,

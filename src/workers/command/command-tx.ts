@@ -2,14 +2,18 @@
 // extension and the sync projectors see (CommandState, ProjectorState).
 
 import type { AppDef, ResolvedTable, ResolvedView } from '../../shared/appdef/types.js'
-import type { CommandState, ProjectorState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import type { CommandState, Principal, ProjectorState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import { ANONYMOUS } from '../../shared/authz.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import { NotFoundError, ValidationError, VvmError } from '../../shared/errors.js'
 import { toRecordRow, type StoredRecord, type StoredWsHead } from '../../shared/layout.js'
-import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
+import { decodeViewRow, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
 import { recordKey, type PartitionState } from './partition-state.js'
 import { Staging } from './staging.js'
 import { getMergedView, readMergedView, viewRowKey } from '../read-views.js'
+
+/** What `recordNow` / `viewNow` answer when only storage can tell. */
+export const NOT_CACHED: unique symbol = Symbol('not cached')
 
 /** Why 100: a command creating more records than this is a bulk import, not a command. */
 export const RECORDS_PER_COMMAND_MAX = 100
@@ -18,6 +22,8 @@ export class CommandTx implements CommandState, ProjectorState {
   readonly staged = new Staging()
   private head: StoredWsHead | undefined
   createdCount = 0
+  /** The caller with its roles in this workspace, as the authorize stage resolved them. */
+  principal: Principal = ANONYMOUS
 
   constructor(
     readonly app: AppDef,
@@ -45,6 +51,26 @@ export class CommandTx implements CommandState, ProjectorState {
     const staged = this.staged.records.get(k) ?? this.batch.records.get(k)
     if (staged !== undefined) return staged.rec
     return this.part.record(this.wsid, id)
+  }
+
+  /**
+   * `record` without I/O, for the synchronous host calls of WASM extensions: the staged or
+   * cached record, undefined for an invalid id, NOT_CACHED when only storage can tell.
+   */
+  recordNow(id: number): RecordRow | undefined | typeof NOT_CACHED {
+    if (!Number.isSafeInteger(id) || id <= 0) return undefined
+    const k = recordKey(this.wsid, id)
+    const rec = this.staged.records.get(k)?.rec ?? this.batch.records.get(k)?.rec ?? this.part.cachedRecord(this.wsid, id)
+    return rec === undefined ? NOT_CACHED : toRecordRow(id, rec)
+  }
+
+  /** `viewGet` without I/O: a row staged by this command or its batch, else NOT_CACHED. */
+  viewNow(view: string, key: Row): Row | typeof NOT_CACHED {
+    const v = this.view(view)
+    const { cc, pk } = viewRowKeys(v, this.wsid, key)
+    const k = viewRowKey(pk, cc)
+    const s = this.staged.views.get(k) ?? this.batch.views.get(k)
+    return s === undefined ? NOT_CACHED : decodeViewRow(v, key, cc, s.value)
   }
 
   async record(id: number): Promise<RecordRow | undefined> {

@@ -4,8 +4,8 @@
 
 import type { IAppStorage } from '../../shared/storage/types.js'
 import {
-  FIRST_RECORD_ID, decodeStored, partitionHeadKey, recordCc, recordsPk, wsHeadKey,
-  type StoredPartitionHead, type StoredRecord, type StoredWsHead,
+  FIRST_RECORD_ID, decodeStored, grantsKey, partitionHeadKey, recordCc, recordsPk, wsHeadKey,
+  type StoredGrants, type StoredPartitionHead, type StoredRecord, type StoredWsHead,
 } from '../../shared/layout.js'
 
 /** A Map that forgets its least recently used entries past `max` (insertion order = recency). */
@@ -38,6 +38,11 @@ export class LruMap<K, V> {
 }
 
 export const recordKey = (wsid: number, id: number): string => `${wsid}/${id}`
+export const grantKey = (wsid: number, login: string): string => `${wsid}/${login}`
+
+/** Why 100,000: (workspace, login) pairs a partition serves between restarts; a miss is one read. */
+const GRANTS_CACHED_MAX = 100_000
+const NO_ROLES: readonly string[] = Object.freeze([])
 
 export interface PartitionStateOptions {
   /** Workspace heads kept in memory; a miss costs one storage read. */
@@ -50,6 +55,8 @@ export class PartitionState {
   plogOffset = 0
   private readonly wsHeads: LruMap<number, StoredWsHead>
   private readonly records: LruMap<string, StoredRecord>
+  /** Stored grants by grantKey(wsid, login); exact, as this partition is their only writer. */
+  private readonly grants = new LruMap<string, readonly string[]>(GRANTS_CACHED_MAX)
 
   constructor(readonly storage: IAppStorage, readonly partition: number, opts: PartitionStateOptions) {
     this.wsHeads = new LruMap(opts.wsHeadsCachedMax)
@@ -84,16 +91,38 @@ export class PartitionState {
     return rec
   }
 
+  /** The committed record if it is cached, without I/O; undefined when only storage can tell. */
+  cachedRecord(wsid: number, id: number): StoredRecord | undefined {
+    return this.records.get(recordKey(wsid, id))
+  }
+
+  /** The roles sys.GrantRole stored for a login in a workspace (committed). */
+  async storedRoles(wsid: number, login: string): Promise<readonly string[]> {
+    const key = grantKey(wsid, login)
+    const cached = this.grants.get(key)
+    if (cached !== undefined) return cached
+    const k = grantsKey(wsid, login)
+    const bytes = await this.storage.get(k.pk, k.cc)
+    const roles = bytes === undefined ? NO_ROLES : decodeStored<StoredGrants>(bytes).r
+    this.grants.set(key, roles)
+    return roles
+  }
+
   /** After a durable commit: the batch's state becomes the committed state. */
-  applyCommitted(plogOffset: number, wsHeads: ReadonlyMap<number, StoredWsHead>, records: ReadonlyMap<string, StoredRecord>): void {
+  applyCommitted(
+    plogOffset: number, wsHeads: ReadonlyMap<number, StoredWsHead>, records: ReadonlyMap<string, StoredRecord>,
+    grants: ReadonlyMap<string, { roles: readonly string[] }> = new Map(),
+  ): void {
     this.plogOffset = plogOffset
     for (const [wsid, h] of wsHeads) this.wsHeads.set(wsid, h)
     for (const [k, r] of records) this.records.set(k, r)
+    for (const [k, g] of grants) this.grants.set(k, g.roles)
   }
 
   /** After a failed commit nothing staged may survive in memory: forget every cached value. */
   resetCaches(): void {
     this.wsHeads.clear()
     this.records.clear()
+    this.grants.clear()
   }
 }

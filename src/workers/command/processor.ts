@@ -1,26 +1,29 @@
 // The command processor of one app partition: a strictly sequential pipeline of named stages
-// (decode → load workspace → idempotency → validate → CUDs → execute → build event →
+// (decode → authorize → load workspace → idempotency → validate → CUDs → execute → build event →
 // validate records → sync projectors → stage), then one group commit for the whole batch.
 // Only after the batch is durable are its commands acknowledged. A failed command stages
 // nothing; a failed commit acknowledges nothing.
 
 import type { AppDef, ProjectorEvent, ResolvedCommand, ResolvedJob, ResolvedProjector } from '../../shared/appdef/types.js'
+import type { Principal, Row } from '../../shared/appdef/state.js'
+import { FIELD_IS_ACTIVE, LOGIN_RE, ROLE_OWNER, ROLE_PUBLIC, SYS_GRANT_ROLE, SYS_REVOKE_ROLE } from '../../shared/appdef/acl.js'
+import { ANONYMOUS, SYSTEM_OWNER, authorize, effectiveRoles, grantOpOf, needsStoredGrants } from '../../shared/authz.js'
 import { isWasmRef } from '../../shared/appdef/define.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import type { ExtensionRunner } from '../extensions.js'
 import type { Committer } from './commit.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
-import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
+import { BadRequestError, NotFoundError, ValidationError, VvmError, toVvmError } from '../../shared/errors.js'
 import { RAW_ID_MAX, decodeStored, idempotencyKey, type StoredCud, type StoredEvent } from '../../shared/layout.js'
 import { renderCommand, renderError, type CommandOutcome } from '../../shared/reply.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import { CommandTx } from './command-tx.js'
-import type { PartitionState } from './partition-state.js'
+import { grantKey, type PartitionState } from './partition-state.js'
 import { Staging, idempotentKey, type IdempotentReply } from './staging.js'
 import { decodeBody } from '../decode-body.js'
 
 export type Stage =
-  | 'decode' | 'load workspace' | 'idempotency' | 'validate' | 'cuds' | 'execute' | 'build event'
+  | 'decode' | 'authorize' | 'load workspace' | 'idempotency' | 'validate' | 'cuds' | 'execute' | 'build event'
   | 'validate records' | 'sync projectors' | 'stage' | 'commit'
 
 /** Longest wait between attempts to recover a partition after a failed commit. */
@@ -72,7 +75,7 @@ export class CommandProcessor {
     const t0 = performance.now()
     try {
       await this.opts.committer.commit(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds), lastOffset)
-      this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords())
+      this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords(), batch.grants)
       stats.committed += acked.length
     } catch (err) {
       this.opts.onInternalError('commit', err)
@@ -110,6 +113,8 @@ export class CommandProcessor {
       if (app === undefined) throw new NotFoundError(`app ${req.app} is not deployed`)
       const body = decodeBody(req.body)
       const tx = new CommandTx(app, this.part, batch, req.wsid)
+      stage = 'authorize'
+      tx.principal = await this.authorize(app, req, body, tx, batch)
       stage = 'load workspace'
       await tx.loadWorkspace()
       if (req.idempotencyKey !== null) {
@@ -133,7 +138,9 @@ export class CommandProcessor {
           stage = 'cuds'
           const newIDs = await applyCuds(tx, cuds)
           stage = 'execute'
-          const result = await this.extensions.command(app, cmd, { ...args, ...unlogged }, tx)
+          const result = cmd.qname === SYS_GRANT_ROLE || cmd.qname === SYS_REVOKE_ROLE
+            ? await this.changeRoles(app, cmd.qname, args, tx, batch)
+            : await this.extensions.command(app, cmd, { ...args, ...unlogged }, tx)
           if (result !== undefined && (typeof result !== 'object' || Array.isArray(result))) throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
           outcome = { wlogOffset: 0, newIDs, result }
           eventQName = req.qname
@@ -191,6 +198,65 @@ export class CommandProcessor {
       if (e.code === 'INTERNAL' && !(err instanceof VvmError)) this.opts.onInternalError(stage, err)
       return errorReply(req, e)
     }
+  }
+
+  /**
+   * The authorize stage: the caller's roles in the workspace (its token's claims, the grants
+   * stored here, `public`) must grant the request, its CUDs included; else 403 before any
+   * extension runs or anything is staged. An owner may do everything.
+   */
+  private async authorize(app: AppDef, req: EngineRequest, body: unknown, tx: CommandTx, batch: Staging): Promise<Principal> {
+    if (req.op === Op.JOB) return SYSTEM_OWNER
+    const given = req.principal ?? ANONYMOUS
+    const p = effectiveRoles(given, needsStoredGrants(given) ? await this.storedRoles(req.wsid, given.login, batch) : [])
+    if (p.roles.includes(ROLE_OWNER)) return p
+    switch (req.op) {
+      case Op.COMMAND: {
+        authorize(app, p, 'execute', req.qname, req.wsid)
+        for (const c of parseCuds(objectBody(body, req.qname).cuds, req.qname)) {
+          if (c.table !== undefined) {
+            authorize(app, p, 'insert', c.table, req.wsid)
+            continue
+          }
+          // An update names a record; its table is the stored one (absent: 404 at the cuds stage).
+          const rec = await tx.storedRecord(c.id!)
+          if (rec !== undefined) authorize(app, p, 'update', rec.q, req.wsid, Object.keys(c.fields))
+        }
+        break
+      }
+      case Op.DOC_UPDATE:
+        authorize(app, p, 'update', req.qname, req.wsid, Object.keys(objectBody(body, req.qname)))
+        break
+      case Op.DOC_DEACTIVATE:
+        authorize(app, p, 'update', req.qname, req.wsid, [FIELD_IS_ACTIVE])
+        break
+      default: {
+        const op = grantOpOf(req.op)
+        if (op === undefined) throw new BadRequestError(`operation ${req.op} is not a write`)
+        authorize(app, p, op, req.qname, req.wsid)
+      }
+    }
+    return p
+  }
+
+  /** Stored grants as this batch leaves them: staged by an earlier command, else committed. */
+  private async storedRoles(wsid: number, login: string, batch: Staging): Promise<readonly string[]> {
+    return batch.grants.get(grantKey(wsid, login))?.roles ?? this.part.storedRoles(wsid, login)
+  }
+
+  /** sys.GrantRole / sys.RevokeRole: the workspace's stored roles of a login, staged with the event. */
+  private async changeRoles(app: AppDef, qname: string, args: Row, tx: CommandTx, batch: Staging): Promise<Row> {
+    const login = args.login as string
+    const role = args.role as string
+    if (!LOGIN_RE.test(login)) throw new ValidationError(`args of ${qname}: login '${login}' is invalid: expected 3..64 characters of a-z 0-9 . _ -`, qname)
+    if (!app.roles.has(role) || role === ROLE_PUBLIC) {
+      throw new ValidationError(`args of ${qname}: '${role}' is not a role that can be granted in app ${app.qname} (roles: ${[...app.roles].filter((r) => r !== ROLE_PUBLIC).join(', ')})`, qname)
+    }
+    const key = grantKey(tx.wsid, login)
+    const current = tx.staged.grants.get(key)?.roles ?? (await this.storedRoles(tx.wsid, login, batch))
+    const roles = qname === SYS_GRANT_ROLE ? [...new Set([...current, role])] : current.filter((r) => r !== role)
+    tx.staged.grants.set(key, { wsid: tx.wsid, login, roles })
+    return { login, roles }
   }
 
   private buildEvent(tx: CommandTx, qname: string, args: Record<string, unknown>): StoredEvent {

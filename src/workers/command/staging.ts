@@ -4,7 +4,7 @@
 
 import type { BatchItem } from '../../shared/storage/types.js'
 import {
-  collectionPk, encodeStored, idempotencyKey, partitionHeadKey, plogKey, recordCc, recordsPk, wlogKey, wsHeadKey,
+  collectionPk, encodeStored, grantsKey, idempotencyKey, partitionHeadKey, plogKey, recordCc, recordsPk, wlogKey, wsHeadKey,
   type StoredEvent, type StoredRecord, type StoredWsHead,
 } from '../../shared/layout.js'
 import { recordKey } from './partition-state.js'
@@ -18,6 +18,12 @@ export interface StagedRecord {
   isNew: boolean
 }
 
+
+export interface StagedGrants {
+  wsid: number
+  login: string
+  roles: readonly string[]
+}
 
 export interface StagedEvent {
   partition: number
@@ -38,6 +44,8 @@ export class Staging {
   readonly views: ViewStaging = new Map()
   readonly events: StagedEvent[] = []
   readonly idempotent = new Map<string, { wsid: number; key: string; reply: IdempotentReply }>()
+  /** Roles stored by sys.GrantRole / sys.RevokeRole, keyed by `grantKey(wsid, login)`. */
+  readonly grants = new Map<string, StagedGrants>()
 
   mergeFrom(child: Staging): void {
     for (const [k, v] of child.wsHeads) this.wsHeads.set(k, v)
@@ -49,6 +57,7 @@ export class Staging {
     for (const [k, v] of child.views) this.views.set(k, v)
     for (const e of child.events) this.events.push(e)
     for (const [k, v] of child.idempotent) this.idempotent.set(k, v)
+    for (const [k, v] of child.grants) this.grants.set(k, v)
   }
 
   get empty(): boolean {
@@ -76,6 +85,10 @@ export class Staging {
     for (const { wsid, key, reply } of this.idempotent.values()) {
       const k = idempotencyKey(wsid, key)
       items.push({ pk: k.pk, cc: k.cc, value: encodeStored(reply), ttlSeconds: idempotencyTtlSeconds })
+    }
+    for (const g of this.grants.values()) {
+      const k = grantsKey(g.wsid, g.login)
+      items.push({ pk: k.pk, cc: k.cc, value: encodeStored({ r: [...g.roles] }) })
     }
     const h = partitionHeadKey(partition)
     items.push({ pk: h.pk, cc: h.cc, value: encodeStored({ po: plogOffset }) })

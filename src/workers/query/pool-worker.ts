@@ -8,12 +8,14 @@ import { decodeRequest, encodeReply } from '../../shared/engine-messages.js'
 import { openStorageProvider } from '../../shared/storage/index.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import type { StorageConfig } from '../../shared/storage/types.js'
+import type { WasmOptions } from '../../shared/partition-protocol.js'
 import { QueryProcessor } from './query-processor.js'
-import { BuiltinRunner } from '../extensions.js'
+import { WasmRunner } from '../wasm/wasm-runner.js'
 
 export interface QueryWorkerData {
   appUrls: string[]
   storage: StorageConfig
+  wasm: WasmOptions
 }
 
 const data = workerData as QueryWorkerData
@@ -23,7 +25,9 @@ const ready: Promise<QueryProcessor> = (async () => {
   const provider = await openStorageProvider(data.storage)
   const storages = new Map<string, IAppStorage>()
   for (const qname of apps.keys()) storages.set(qname, await provider.appStorage(qname))
-  return new QueryProcessor(apps, (app) => storages.get(app)!, new BuiltinRunner())
+  // apps preserves the order of appUrls (loadApps inserts in order).
+  const runner = await WasmRunner.start([...apps.values()].map((app, i) => ({ app, url: data.appUrls[i]! })), ['query'], data.wasm)
+  return new QueryProcessor(apps, (app) => storages.get(app)!, runner)
 })()
 
 export default async function runQuery(task: Uint8Array): Promise<Uint8Array> {

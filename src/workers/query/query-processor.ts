@@ -1,14 +1,19 @@
 // The query processor: docs, cdocs, views and builtin queries, read-only against storage.
 // Runs in the piscina pool (shared storages) or, for the non-shared `mem` storage, inside the
-// partition worker that owns the workspace.
+// partition worker that owns the workspace. Its authorize stage resolves the caller's roles in
+// the workspace (one storage read of the stored grants, none for owners and anonymous callers)
+// and refuses (403) before anything else is read; a field-limited `select` grant cuts the rows
+// and refuses filters and sorts by other fields.
 
 import type { AppDef, ResolvedView } from '../../shared/appdef/types.js'
-import type { QueryState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import type { Principal, QueryState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
+import type { FieldGrant } from '../../shared/appdef/acl.js'
+import { ANONYMOUS, authorize, effectiveRoles, needsStoredGrants, projectRow } from '../../shared/authz.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import type { ExtensionRunner } from '../extensions.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
 import { BadRequestError, NotFoundError, VvmError, toVvmError } from '../../shared/errors.js'
-import { collectionPk, decodeStored, recordCc, recordsPk, toRecordRow, viewPk, type StoredRecord } from '../../shared/layout.js'
+import { collectionPk, decodeStored, grantsKey, recordCc, recordsPk, toRecordRow, viewPk, type StoredGrants, type StoredRecord } from '../../shared/layout.js'
 import { renderError, renderObject, renderResults } from '../../shared/reply.js'
 import { prefixEnd, readU64be } from '../../shared/storage/keys.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
@@ -30,7 +35,8 @@ export class QueryProcessor {
       const app = this.apps.get(req.app)
       if (app === undefined) throw new NotFoundError(`app ${req.app} is not deployed`)
       const storage = this.storageOf(req.app)
-      const body = await this.dispatch(app, storage, req)
+      const principal = await this.principalOf(storage, req)
+      const body = await this.dispatch(app, storage, req, principal)
       return { reqId: req.reqId, status: 200, body, retryAfterS: 0 }
     } catch (err) {
       const e = toVvmError(err)
@@ -38,29 +44,42 @@ export class QueryProcessor {
     }
   }
 
-  private async dispatch(app: AppDef, storage: IAppStorage, req: EngineRequest): Promise<Uint8Array> {
-    const state = new StorageReadState(app, storage, req.wsid)
+  /** The caller's roles in the workspace: its token's, the grants stored here, `public`. */
+  private async principalOf(storage: IAppStorage, req: EngineRequest): Promise<Principal> {
+    const given = req.principal ?? ANONYMOUS
+    if (!needsStoredGrants(given)) return effectiveRoles(given, [])
+    const k = grantsKey(req.wsid, given.login)
+    const bytes = await storage.get(k.pk, k.cc)
+    return effectiveRoles(given, bytes === undefined ? [] : decodeStored<StoredGrants>(bytes).r)
+  }
+
+  private async dispatch(app: AppDef, storage: IAppStorage, req: EngineRequest, p: Principal): Promise<Uint8Array> {
+    const state = new StorageReadState(app, storage, req.wsid, p)
     switch (req.op) {
       case Op.DOC_GET: {
         if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        const allowed = authorize(app, p, 'select', req.qname, req.wsid)
         const row = await state.record(req.id)
         if (row === undefined || row['sys.QName'] !== req.qname) throw new NotFoundError(`${req.qname} ${req.id} not found in workspace ${req.wsid}`, req.qname)
-        return renderObject(req.format, row)
+        return renderObject(req.format, allowed === null ? row : projectRow(row, allowed))
       }
       case Op.CDOCS: {
         if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
         const c = parseConstraints(req.params)
-        return renderResults(req.format, await this.collection(storage, req.wsid, req.qname, c))
+        const allowed = authorize(app, p, 'select', req.qname, req.wsid, fieldsUsed(c))
+        return renderResults(req.format, cut(await this.collection(storage, req.wsid, req.qname, c), allowed))
       }
       case Op.VIEW: {
         const view = app.views.get(req.qname)
         if (view === undefined) throw new NotFoundError(`view ${req.qname} is not defined in app ${app.qname}`, req.qname)
         const c = parseConstraints(req.params)
-        return renderResults(req.format, await this.viewRows(storage, view, req.wsid, c))
+        const allowed = authorize(app, p, 'select', req.qname, req.wsid, fieldsUsed(c))
+        return renderResults(req.format, cut(await this.viewRows(storage, view, req.wsid, c), allowed))
       }
       case Op.QUERY: {
         const q = app.queries.get(req.qname)
         if (q === undefined) throw new NotFoundError(`query ${req.qname} is not defined in app ${app.qname}`, req.qname)
+        authorize(app, p, 'execute', req.qname, req.wsid)
         const c = parseConstraints(req.params)
         const rawArgs = req.params?.args ?? decodeBody(req.body)
         const args = validateFields(q.args, rawArgs, 'full', req.qname, 'args')
@@ -120,7 +139,7 @@ export class QueryProcessor {
 
 /** QueryState over committed storage. */
 export class StorageReadState implements QueryState {
-  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number) {}
+  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number, readonly principal: Principal) {}
 
   async record(id: number): Promise<RecordRow | undefined> {
     if (!Number.isSafeInteger(id) || id <= 0) return undefined
@@ -143,6 +162,15 @@ export class StorageReadState implements QueryState {
   }
 }
 
+/** The fields a read filters, sorts or picks by; the system fields are always readable. */
+function fieldsUsed(c: Constraints): string[] {
+  const fields = [...Object.keys(c.where), ...c.order.map((o) => o.field), ...(c.keys ?? [])]
+  return fields.filter((f) => !f.startsWith('sys.'))
+}
+
+function cut(rows: Row[], allowed: FieldGrant): Row[] {
+  return allowed === null ? rows : rows.map((r) => projectRow(r, allowed))
+}
 
 async function* toAsync<T>(it: Iterable<T> | AsyncIterable<T>): AsyncIterable<T> {
   yield* it

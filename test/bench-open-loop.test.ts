@@ -1,0 +1,58 @@
+// Open-loop latency is corrected for coordinated omission: against a server that stalls once
+// for a known time, latency measured from the intended send time shows the stall in its p99,
+// while latency measured from the actual send (what a naive client reports) does not.
+
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { runBench, startScriptServer } from './bench-support.js'
+import { tempDir } from './helpers/server.js'
+
+const STALL_MS = 500
+const STALL_AFTER_MS = 1000
+
+/** An echo server (node:http, its own process) that blocks its event loop once, STALL_AFTER_MS after the first request. */
+const STALLING_ECHO = `
+const http = require('node:http')
+let armed = false
+const server = http.createServer((req, res) => {
+  if (!armed) {
+    armed = true
+    setTimeout(() => { const end = Date.now() + ${STALL_MS}; while (Date.now() < end) {} }, ${STALL_AFTER_MS})
+  }
+  const chunks = []
+  req.on('data', (c) => chunks.push(c))
+  req.on('end', () => { const body = Buffer.concat(chunks); res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }); res.end(body) })
+})
+server.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + server.address().port))
+`
+
+describe('bench: open loop', () => {
+  it('corrects for coordinated omission: a 500 ms stall shows in the corrected p99, not in the uncorrected one', async () => {
+    const server = await startScriptServer(STALLING_ECHO)
+    const out = await tempDir('vvm-bench-test-')
+    try {
+      // 2 connections × 1 in flight at 200/s for 3 s: 600 operations, of which about 100 are
+      // due during the stall; only the 2 in flight when it starts were *sent* before it.
+      const r = await runBench(['echo', '--target', server.url, '--rate-per-s', '200', '--connections', '2', '--duration-s', '3', '--warmup-s', '0', '--drain-s', '3', '--no-ceiling', '--out', out.path])
+      assert.equal(r.code, 0, r.output)
+      const result = JSON.parse(await readFile(join(out.path, 'result.json'), 'utf8'))
+      const run = result.runs[0]
+      assert.equal(run.mode, 'open')
+      assert.equal(run.errors.total, 0)
+      assert.ok(run.sent >= 590 && run.sent <= 601, `operations scheduled in the window: ${run.sent}`)
+      const correctedP99Ms = run.latencyUs.p99 / 1000
+      const uncorrectedP99Ms = run.uncorrectedLatencyUs.p99 / 1000
+      assert.ok(correctedP99Ms >= STALL_MS * 0.6, `corrected p99 ${correctedP99Ms} ms should reflect the ${STALL_MS} ms stall`)
+      assert.ok(run.latencyUs.max / 1000 >= STALL_MS * 0.9, `corrected max ${run.latencyUs.max / 1000} ms`)
+      assert.ok(uncorrectedP99Ms < STALL_MS * 0.2, `uncorrected p99 ${uncorrectedP99Ms} ms should not show the stall`)
+      assert.ok(run.uncorrectedLatencyUs.max / 1000 >= STALL_MS * 0.8, 'the requests in flight during the stall do show it uncorrected')
+      // The stall shows in the timeline too: one interval's p99 holds it.
+      assert.ok(run.timeline.some((t: { p99Us: number }) => t.p99Us / 1000 >= STALL_MS * 0.6))
+    } finally {
+      await server.stop()
+      await out.remove()
+    }
+  })
+})

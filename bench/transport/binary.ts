@@ -100,8 +100,3 @@ function replyOf(err: unknown): Reply {
   if (err instanceof VvmClientError) return { status: 0, body: `${err.code}: ${err.message}` }
   return { status: 0, body: (err as Error).message ?? String(err) }
 }
-
-/** The SDK is part of this checkout (src/client); kept as a check for older trees. */
-export function binaryTransportAvailable(): boolean {
-  return typeof connect === 'function'
-}

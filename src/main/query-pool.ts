@@ -9,6 +9,8 @@ import type { WasmOptions } from '../shared/partition-protocol.js'
 import type { QueryWorkerData } from '../workers/query/pool-worker.js'
 import type { ReplySink } from './partitions.js'
 
+const QUERY_TASKS_PER_THREAD = 16
+
 export interface QueryPoolOptions {
   threads: number
   queueMax: number
@@ -29,6 +31,9 @@ export class QueryPool {
       minThreads: opts.threads,
       maxThreads: opts.threads,
       maxQueue: opts.queueMax,
+      // A query mostly waits for storage: one worker runs many at once. With the default of 1,
+      // point queries were pool-bound at 11.4k/s; 16 reached 23.7k/s (bench, same machine).
+      concurrentTasksPerWorker: QUERY_TASKS_PER_THREAD,
       // Queries are short; an idle thread stays so the next query does not pay a start-up.
       idleTimeout: 60_000,
       workerData,

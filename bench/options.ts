@@ -25,7 +25,7 @@ export interface BenchOptions {
   drainS: number
   ceiling: boolean
   partitions: number
-  storage: 'level' | 'mem'
+  storage: 'level' | 'mem' | 'cassandra'
   serverArgs: string[]
   cpuProf: boolean
   quick: boolean
@@ -62,7 +62,7 @@ const SPECS: readonly Spec[] = [
   { key: 'drainS', flag: 'drain-s', kind: 'number', min: 0.1, max: 600, help: 'after the run, how long replies are waited for before they count as timeouts' },
   { key: 'ceiling', flag: 'no-ceiling', kind: 'flag', help: 'skip the ceiling (raw uWS echo) run' },
   { key: 'partitions', flag: 'partitions', kind: 'int', min: 1, max: 1024, help: 'partitions of the server the harness starts' },
-  { key: 'storage', flag: 'storage', kind: 'enum', values: ['level', 'mem'], help: 'storage of the server the harness starts (level: durable, sync on)' },
+  { key: 'storage', flag: 'storage', kind: 'enum', values: ['level', 'mem', 'cassandra'], help: 'storage of the server the harness starts (level: durable, sync on; cassandra: a fresh keyspace on 127.0.0.1:9042 or VVM_CASSANDRA_HOSTS)' },
   { key: 'serverArgs', flag: 'server-arg', kind: 'list', help: 'another `vvm start` flag for the server the harness starts, e.g. --server-arg=--ring-bytes=16777216; repeatable' },
   { key: 'cpuProf', flag: 'cpu-prof', kind: 'flag', help: 'profile the server the harness starts (node --cpu-prof) and list its top frames' },
   { key: 'quick', flag: 'quick', kind: 'flag', help: 'short steps and small sweeps (smoke test; figures are not a report)' },
@@ -155,4 +155,13 @@ export function optionsHelp(): string {
     const def = s.kind === 'flag' || d[s.key] === undefined || (Array.isArray(d[s.key]) && (d[s.key] as unknown[]).length === 0) ? '' : `; default ${String(d[s.key])}`
     return `  --${(s.flag + (s.kind === 'flag' ? '' : ' <v>')).padEnd(20)} ${s.help}${values}${def}`
   }).join('\n')
+}
+
+/** What a figure's "durable" means on the storage the harness started. */
+export function durabilityOf(storage: BenchOptions['storage']): string {
+  switch (storage) {
+    case 'level': return 'level storage (LevelDB), every write batch synced before its replies: durable'
+    case 'cassandra': return 'cassandra storage (commitlog_sync: batch, QUORUM writes), replies after the commit is applied: durable'
+    case 'mem': return 'mem storage: NOT durable'
+  }
 }

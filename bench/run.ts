@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { BenchOptions } from './options.js'
+import { durabilityOf, type BenchOptions } from './options.js'
 import { summarizeProfiles } from './profile.js'
 import { latencyChart } from './report/charts.js'
 import { ProgressLine } from './report/progress.js'
@@ -58,7 +58,7 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     durability = 'none: raw echo server'
   } else {
     target = await Target.start({ partitions: o.partitions, storage: o.storage, app: scenario.app ?? 'demo/bank', extraArgs: o.serverArgs, cpuProfDir: profileDir })
-    durability = o.storage === 'level' ? 'level storage (LevelDB), writes synced before the reply: durable' : 'mem storage: NOT durable'
+    durability = durabilityOf(o.storage)
     notes.push(`server: ${target.server?.commandLine ?? ''}`)
   }
   try {

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { BenchOptions } from './options.js'
+import { durabilityOf, type BenchOptions } from './options.js'
 import { summarizeProfiles } from './profile.js'
 import { latencyChart } from './report/charts.js'
 import { fmtInt, ProgressLine } from './report/progress.js'
@@ -125,7 +125,7 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   const passed = [...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))].every((r) => (pastKnee.has(r) ? !wrongReply(r) : r.passed))
   const report: BenchReport = {
     kind: 'standard', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine,
-    durability: o.storage === 'level' ? 'level storage (LevelDB), every write batch synced before its replies: durable' : 'mem storage: NOT durable',
+    durability: durabilityOf(o.storage),
     runs, sweeps, targets, profiles, notes, passed,
   }
   const out = o.out ?? defaultOutDir('standard')

@@ -28,7 +28,9 @@ export async function startEngine(o: EngineOptions): Promise<EngineServer> {
   const nodeFlags = o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]
   const args = [
     ...nodeFlags, VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir,
-    '--storage', o.storage, '--partitions', String(o.partitions), '--app', o.app, '--log-level', 'warn',
+    '--storage', o.storage, '--partitions', String(o.partitions), '--app', o.app, '--log-level', 'warn', '--metrics-port', '0',
+    // Cassandra: a keyspace of this run's own, so every run starts empty.
+    ...(o.storage === 'cassandra' ? ['--cassandra-hosts', process.env['VVM_CASSANDRA_HOSTS'] ?? '127.0.0.1:9042', '--cassandra-keyspace-prefix', `vvmbench_${process.pid}_${Date.now() % 1e6}_`] : []),
     // The load scenarios send no tokens; `--auth on` among extraArgs (later flags win) measures with auth.
     '--auth', 'off', ...o.extraArgs,
   ]

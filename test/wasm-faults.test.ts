@@ -6,10 +6,11 @@
 
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { REPO_ROOT, http, startTestServer, type TestServer } from './helpers/server.js'
 
-export const WASM_APP = join(REPO_ROOT, 'dist/test/fixtures/apps/wasm-ext.js')
+const WASM_APP = join(REPO_ROOT, 'dist/test/fixtures/apps/wasm-ext.js')
 const APP = 'test/wasm'
 const q = (v: unknown): string => encodeURIComponent(JSON.stringify(v))
 
@@ -110,6 +111,15 @@ describe('faulty WASM commands write nothing and the partition keeps serving', (
     assert.deepEqual(log.body.results, [{ text: 'own', offset: r.body.currentWLogOffset }])
     const size = await http('GET', `${base}/views/wx.NoteLogSize?where=${q({ text: 'own' })}`)
     assert.deepEqual(size.body.results, [{ text: 'own', rows: 1, sawOwn: true }])
+  })
+
+  it('keeps serving across redeploys (the same module bytes keep their pools)', async () => {
+    for (let v = 2; v <= 5; v++) {
+      await t.server.redeployApp(APP, `${pathToFileURL(WASM_APP).href}?v=${v}`)
+      const r = await http('POST', `${base}/commands/wx.AddNote`, { args: { text: `v${v}` } })
+      assert.equal(r.status, 200, JSON.stringify(r.body))
+      assert.equal((await http('POST', `${base}/commands/wx.Oob`, { args: { counter } })).body.code, 'EXTENSION_TRAP')
+    }
   })
 
   it('the async WASM projector reads storage (runs again) and counts every note once', async () => {

@@ -7,7 +7,7 @@
 import { beginCall, decodeInput, finishError, finishOk } from './abi'
 import { jsonObj, jsonString } from './json'
 import { Writer } from './msgpack'
-import { Obj, Value } from './value'
+import { Obj } from './value'
 
 export class Call {
   /** The whole input map (projectors read the event's fields here). */
@@ -82,5 +82,3 @@ export class Call {
 export function obj(): Obj {
   return new Obj()
 }
-
-export { Value }

@@ -37,7 +37,12 @@ export class InstancePool {
     for (let i = 0; i < size; i++) this.idle.push(pre.instantiate())
   }
 
+  /** Deployed app versions using the pool; at 0 it is closed (WasmEngines.release). */
+  refs = 0
+  private closed = false
+
   borrow(): WasmInstance {
+    if (this.closed) throw new BusyError(`${this.label} was replaced by a redeploy`)
     if (this.idle.length === 0) this.refill()
     const inst = this.idle.pop()
     if (inst === undefined) {
@@ -53,6 +58,10 @@ export class InstancePool {
   giveBack(inst: WasmInstance): void {
     this.borrowed--
     assert.ok(this.borrowed >= 0, 'an instance was given back twice')
+    if (this.closed) {
+      inst.dispose()
+      return
+    }
     if (!inst.poisoned) {
       this.idle.push(inst)
       return
@@ -75,7 +84,9 @@ export class InstancePool {
     }
   }
 
+  /** Disposes the idle instances now and borrowed ones when given back. */
   close(): void {
+    this.closed = true
     for (const inst of this.idle) inst.dispose()
     this.idle.length = 0
   }
@@ -108,7 +119,10 @@ export class WasmEngines {
     return new WasmEngines(engine, opts)
   }
 
-  /** The pool of a module for a processor kind, made (pre-instantiated) on first request. */
+  /**
+   * The pool of a module for a processor kind, made (pre-instantiated) on first request and
+   * shared by every app version using the same bytes; each request takes a reference.
+   */
   async pool(bytes: Buffer, kind: ProcessorKind, label: string): Promise<{ pool: InstancePool; module: WasmModule }> {
     const sha256 = createHash('sha256').update(bytes).digest('hex')
     const { module, pre } = await this.load(sha256, bytes)
@@ -118,7 +132,16 @@ export class WasmEngines {
       pool = new InstancePool(pre, this.opts.poolSize, `${label} (${kind})`)
       this.pools.set(key, pool)
     }
+    pool.refs++
     return { pool, module }
+  }
+
+  /** Drops a reference taken by `pool`; the last one closes the pool and frees its slots. */
+  release(pool: InstancePool): void {
+    assert.ok(pool.refs > 0, 'a pool was released more often than taken')
+    if (--pool.refs > 0) return
+    pool.close()
+    for (const [k, p] of this.pools) if (p === pool) this.pools.delete(k)
   }
 
   /** Compiles (or finds) a module; concurrent requests for the same bytes share one compile. */

@@ -55,6 +55,8 @@ export const NEEDS_READ = new Error('a host call needs a storage read: the call 
 
 /** Why 1000: an extension writing more per call is a bulk job; the bound keeps a call's buffer small. */
 export const WRITES_PER_CALL_MAX = 1000
+/** Why 1000: as many as WRITES_PER_CALL_MAX; fetched at once when they need storage. */
+export const RECORDS_PER_GET_MAX = 1000
 /** Why 1024: the text is for a log line and an error message, not a dump. */
 const ABORT_TEXT_MAX = 1024
 
@@ -83,8 +85,6 @@ export class HostSession {
   pending: (() => Promise<void>) | undefined
   /** What the guest reported through ABORT in this run. */
   abortText: string | undefined
-  /** Host calls answered, over all runs (for metrics and tests). */
-  hostCallsCount = 0
 
   // This run's writes, in order, and their overlays for reads.
   private writes: Write[] = []
@@ -109,7 +109,6 @@ export class HostSession {
 
   /** The `host` callback of `invoke`; a bound arrow so that it is made once per call. */
   readonly callback = (op: number, payload: Buffer): Uint8Array | null => {
-    this.hostCallsCount++
     if (op === HostOp.ABORT) {
       this.abortText = payload.toString('utf8', 0, Math.min(payload.length, ABORT_TEXT_MAX))
       return null
@@ -123,6 +122,7 @@ export class HostSession {
     switch (op) {
       case HostOp.RECORD_GET:
         if (Array.isArray(a)) {
+          if (a.length > RECORDS_PER_GET_MAX) throw new VvmError('EXTENSION_LIMIT', `${this.qname}: more than ${RECORDS_PER_GET_MAX} records in one RECORD_GET`, { qname: this.qname })
           this.prefetchRecords(a.map((id) => asInt(id, 'id', this.qname)))
           return a.map((id) => this.record(id as number) ?? null)
         }
@@ -147,7 +147,8 @@ export class HostSession {
         this.writeAll(a)
         return undefined
       case HostOp.PRINCIPAL:
-        return 'principal' in this.state ? principalOf(this.state.principal) : undefined
+        // A sync projector's state is its command's transaction; projectors get no principal all the same.
+        return this.kind !== 'projector' && 'principal' in this.state ? principalOf(this.state.principal) : undefined
       default:
         throw abiError(this.qname, `unknown host operation ${op}`)
     }

@@ -49,6 +49,8 @@ export class WasmRunner implements ExtensionRunner {
   private readonly builtin = new BuiltinRunner()
   /** Per deployed app version: function qname → its export and pool. */
   private readonly bound = new WeakMap<AppDef, Map<string, Binding>>()
+  /** The pools each deployed app (by qname) holds a reference to, one per function. */
+  private readonly held = new Map<string, InstancePool[]>()
   private engines: WasmEngines | undefined
 
   private constructor(readonly kinds: readonly ProcessorKind[], readonly opts: WasmOptions) {}
@@ -61,25 +63,38 @@ export class WasmRunner implements ExtensionRunner {
     return runner
   }
 
-  /** A new app version: its pools are made before it serves (partition workers on redeploy). */
+  /**
+   * A new app version (partition workers on redeploy): its pools are made before it serves;
+   * then the previous version's references are dropped, so pools it alone used are closed.
+   */
   async deploy(a: AppModule): Promise<void> {
     const fns = this.functionsOf(a)
     const bindings = new Map<string, Binding>()
-    if (fns.length > 0) {
-      await this.openEngines(fns)
-      const files = new Map<string, Promise<Buffer>>()
-      for (const f of fns) {
-        const url = new URL(f.ref.wasm, a.url)
-        let bytes = files.get(url.href)
-        if (bytes === undefined) files.set(url.href, (bytes = readModule(url, a.app, f)))
-        const { pool, module } = await this.engines!.pool(await bytes, f.kind, `${a.app.qname} ${f.ref.wasm}`)
-        if (!module.entryPoints.includes(f.ref.export)) {
-          throw new Error(`app ${a.app.qname}: ${f.qname}: ${f.ref.wasm} has no entry point '${f.ref.export}' (entry points: ${module.entryPoints.join(', ') || 'none'})`)
+    const pools: InstancePool[] = []
+    try {
+      if (fns.length > 0) {
+        await this.openEngines(fns)
+        const files = new Map<string, Promise<Buffer>>()
+        for (const f of fns) {
+          const url = new URL(f.ref.wasm, a.url)
+          let bytes = files.get(url.href)
+          if (bytes === undefined) files.set(url.href, (bytes = readModule(url, a.app, f)))
+          const { pool, module } = await this.engines!.pool(await bytes, f.kind, `${a.app.qname} ${f.ref.wasm}`)
+          pools.push(pool)
+          if (!module.entryPoints.includes(f.ref.export)) {
+            throw new Error(`app ${a.app.qname}: ${f.qname}: ${f.ref.wasm} has no entry point '${f.ref.export}' (entry points: ${module.entryPoints.join(', ') || 'none'})`)
+          }
+          bindings.set(f.qname, { exportName: f.ref.export, pool })
         }
-        bindings.set(f.qname, { exportName: f.ref.export, pool })
       }
+    } catch (err) {
+      for (const p of pools) this.engines!.release(p)
+      throw err
     }
     this.bound.set(a.app, bindings)
+    const previous = this.held.get(a.app.qname) ?? []
+    this.held.set(a.app.qname, pools)
+    for (const p of previous) this.engines!.release(p)
   }
 
   async command(app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): Promise<Row | undefined> {

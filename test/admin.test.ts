@@ -155,7 +155,9 @@ describe('admin dashboard', () => {
     assert.equal(first.node.problem, null)
     assert.ok(first.partitions[1]!.committed >= 2, 'wsid 5 lives in partition 1')
     assert.ok(first.queries !== null && first.queries.threads > 0)
-    assert.equal(first.enginePools, null)
+    // demo/bank's bank.TransferWasm: every partition worker holds pre-instantiated engines.
+    assert.deepEqual(first.enginePools!.map((e) => [e.app, e.partition]), [['demo/bank', 0], ['demo/bank', 1]])
+    assert.ok(first.enginePools!.every((e) => e.instances > 0 && e.replaced === 0))
     assert.ok(first.apps[0]!.asyncProjectors.length > 0)
     assert.equal(first.actualizers.length, first.apps[0]!.asyncProjectors.length * 2, 'a lag per async projector and partition')
     assert.ok(second.timeMs - first.timeMs >= 500, 'a second apart')

@@ -106,7 +106,7 @@ function renderQueries(s: AdminSnapshot): void {
 
 function renderEngines(s: AdminSnapshot): void {
   const e = s.enginePools
-  byId('engines').replaceChildren(e === null ? h('p', { class: 'placeholder' }, 'Not reported yet: this build has no engine-pool accessor (WASM extension pools live in the partition workers). Placeholder.') :
+  byId('engines').replaceChildren(e === null ? h('p', { class: 'placeholder' }, 'Not reported by this server.') :
     e.length === 0 ? empty('no engine pools') :
-      table(['app', 'partition', 'module', 'size', 'busy'], e.map((p) => [p.app, p.partition ?? 'all', p.module, p.size, p.busy]), [1, 3, 4]))
+      table(['app', 'partition', 'engines', 'borrows', 'replaced'], e.map((p) => [p.app, p.partition ?? 'all', p.instances, num(p.borrows), p.replaced]), [1, 2, 3, 4]))
 }

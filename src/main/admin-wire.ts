@@ -75,7 +75,10 @@ export interface QueryPoolRow {
 export interface EnginePoolRow {
   app: string
   partition: number | null
-  module: string
-  size: number
-  busy: number
+  /** Pre-instantiated WASM engines in the worker's pools (all modules, all processor kinds). */
+  instances: number
+  /** Engines borrowed for a call since start. */
+  borrows: number
+  /** Engines discarded after a trap and replaced since start. */
+  replaced: number
 }

@@ -152,6 +152,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     registerHttpApi(app, http)
     const admin = config.adminToken === '' ? undefined : registerAdmin(app, {
       config, apps, appPartitions: partitionCounts, partitions, queries, metrics, serving: () => serving, ownerOf: cluster?.ownerOf, log,
+      enginePools: () => partitions!.stats().map((s) => ({ app: s.app, partition: s.partition, instances: s.engineInstances, borrows: s.engineBorrows, replaced: s.engineReplaced })),
     })
     const metricsApp = uws.App()
     metricsApp.get('/metrics', (res) => {
@@ -224,6 +225,9 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_commit_seconds_total', 'time spent in group commits', per((s) => s.commitMsTotal / 1000), 'counter')
   m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
   m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
+  m.registry.gauge('vvm_engine_pool_instances', 'pre-instantiated WASM engines in the partition worker\'s pools', per((s) => s.engineInstances))
+  m.registry.gauge('vvm_engine_pool_borrows_total', 'WASM engines borrowed for a call', per((s) => s.engineBorrows), 'counter')
+  m.registry.gauge('vvm_engine_pool_replaced_total', 'WASM engines discarded after a trap and replaced', per((s) => s.engineReplaced), 'counter')
   m.registry.gauge('vvm_actualizer_lag_events', 'events an async projector is behind its partition PLog', () =>
     [...apps.values()].flatMap((a) => partitions.actualizerLags(a.qname, a.asyncProjectors.map((p) => p.qname))
       .map((l) => ({ labels: { app: a.qname, partition: l.partition, projector: l.projector }, value: l.lag }))))

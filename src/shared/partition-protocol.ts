@@ -19,9 +19,13 @@ export const Stat = {
   LAST_BATCH_SIZE: 4,
   PLOG_OFFSET: 5,
   /** Events behind the PLog for each async projector of the app, in definition order. */
+  /** WASM engine pools of the worker: instances, borrows and trapped instances replaced. */
+  ENGINE_INSTANCES: 6,
+  ENGINE_BORROWS: 7,
   ACTUALIZER_LAG_BASE: 8,
   ACTUALIZERS_MAX: 64,
-  SLOTS: 8 + 64,
+  ENGINE_REPLACED: 72,
+  SLOTS: 73,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */

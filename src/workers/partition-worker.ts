@@ -100,6 +100,10 @@ async function main(): Promise<void> {
   const batch: EngineRequest[] = []
   const onFrame = (f: Uint8Array): void => { batch.push(decodeRequest(f)) }
   const publishLags = (): void => {
+    const u = extensions.usage()
+    stats[Stat.ENGINE_INSTANCES] = u.instances
+    stats[Stat.ENGINE_BORROWS] = u.borrows
+    stats[Stat.ENGINE_REPLACED] = u.replaced
     const lags = deployment.lags()
     for (let i = 0; i < Math.min(lags.length, Stat.ACTUALIZERS_MAX); i++) stats[Stat.ACTUALIZER_LAG_BASE + i] = lags[i]!
   }

@@ -159,6 +159,19 @@ export class WasmEngines {
     return this.pools.size
   }
 
+  /** Instances in all pools, borrows and replacements of trapped instances since start. */
+  usage(): { instances: number; borrows: number; replaced: number } {
+    let instances = 0
+    let borrows = 0
+    let replaced = 0
+    for (const p of this.pools.values()) {
+      instances += p.size
+      borrows += p.borrowsCount
+      replaced += p.replacedCount
+    }
+    return { instances, borrows, replaced }
+  }
+
   close(): void {
     for (const p of this.pools.values()) p.close()
     this.pools.clear()

@@ -55,6 +55,11 @@ export class WasmRunner implements ExtensionRunner {
 
   private constructor(readonly kinds: readonly ProcessorKind[], readonly opts: WasmOptions) {}
 
+  /** Engine pool usage of this worker (for metrics). */
+  usage(): { instances: number; borrows: number; replaced: number } {
+    return this.engines?.usage() ?? { instances: 0, borrows: 0, replaced: 0 }
+  }
+
   /** Makes the engine pools of every WASM function of `apps` that runs on `kinds`. */
   static async start(apps: readonly AppModule[], kinds: readonly ProcessorKind[], opts: WasmOptions): Promise<WasmRunner> {
     const runner = new WasmRunner(kinds, opts)

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
 import { ConfigError, loadConfig } from '../src/main/config.js'
 import { startServer } from '../src/main/server.js'
 import { tempDir } from './helpers/server.js'
@@ -26,7 +27,9 @@ function plainRequest(port: number, path: string, o: { method?: string; host?: s
   })
 }
 
-const openssl = selfSignedCert((await tempDir('vvm-openssl-probe-')).path, ['probe.test']) !== undefined
+const probe = await tempDir('vvm-openssl-probe-')
+const openssl = selfSignedCert(probe.path, ['probe.test']) !== undefined
+await probe.remove()
 
 describe('https with certificate files', { skip: openssl ? false : 'the openssl CLI is not installed' }, () => {
   let dir: { path: string; remove: () => Promise<void> }
@@ -56,6 +59,14 @@ describe('https with certificate files', { skip: openssl ? false : 'the openssl 
     assert.deepEqual(r.names, ['bank.test', 'other.test'])
     const expiryS = await metric(t.server, 'vvm_tls_certificate_expiry_seconds{domain="bank.test",source="file"}')
     assert.ok(expiryS !== undefined && expiryS > 86400 && expiryS <= 2 * 86400, `expiry ${expiryS}`)
+  })
+
+  it('serves the WebSocket protocol over TLS (wss)', async () => {
+    const options: WebSocket.ClientOptions & { servername: string } = { ca: cert.pem, servername: 'bank.test', headers: { host: 'bank.test' } }
+    const ws = new WebSocket(`wss://127.0.0.1:${t.server.port}/api/ws`, options)
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject) })
+    ws.close()
+    await new Promise((resolve) => ws.once('close', resolve))
   })
 
   it('a domain bound to an app serves /api/v2/workspaces/... without owner/app', async () => {

@@ -67,7 +67,8 @@ async function start(argv: readonly string[]): Promise<number> {
   const vvm = new VVM(config)
   const problem = vvm.launch()
   void vvm.serving.then((server) => {
-    process.stdout.write(`vvm listening on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${server.port} (apps: ${[...server.apps.keys()].join(', ')}; storage: ${config.storage}; metrics on port ${server.metricsPort})\n`)
+    const scheme = config.domains.length > 0 || config.tlsCert !== '' ? 'https' : 'http'
+    process.stdout.write(`vvm listening on ${scheme}://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${server.port} (apps: ${[...server.apps.keys()].join(', ')}; storage: ${config.storage}; metrics on port ${server.metricsPort})\n`)
   })
   // Seed 003's host: wait for a problem or a signal, then shut down. A second signal forces.
   await new Promise<void>((resolve) => {

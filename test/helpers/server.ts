@@ -93,7 +93,7 @@ export async function spawnServer(flags: string[], timeoutMs = 20_000, env: Node
   const [port, metricsPort] = await new Promise<[number, number]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)), timeoutMs)
     const check = (): void => {
-      const m = /listening on http:\/\/[^:]+:(\d+).*metrics on port (\d+)/.exec(out)
+      const m = /listening on https?:\/\/[^:]+:(\d+).*metrics on port (\d+)/.exec(out)
       if (m) { clearTimeout(timer); resolve([Number(m[1]), Number(m[2])]) }
     }
     proc.stdout!.on('data', check)

@@ -4,9 +4,10 @@
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import https from 'node:https'
 import { createServer } from 'node:net'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
@@ -41,6 +42,16 @@ async function freeTcpUdpPort(): Promise<number> {
   }
 }
 
+/**
+ * Why Pebble cannot run here, or undefined when it can (installing it on first use, ~30 s).
+ * In CI (CI set) a missing Pebble is a failure, not a skip: .ci/run installs it.
+ */
+export function pebbleUnavailable(): string | undefined {
+  if (process.env.CI) return undefined
+  const r = spawnSync('bash', [PEBBLE_SCRIPT, 'install'], { encoding: 'utf8' })
+  return r.status === 0 ? undefined : `Pebble cannot be installed (bash scripts/pebble.sh install: ${r.stderr.trim().split('\n').at(-1)})`
+}
+
 export interface Pebble {
   directoryUrl: string
   /** The CA of Pebble's own HTTPS (directory, management). */
@@ -66,7 +77,10 @@ export async function startPebble(o: { httpPort: number; validityS: number }): P
   }
   execFileSync('bash', [PEBBLE_SCRIPT, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] })
   const minicaFile = join(dir, 'pebble.minica.pem')
-  const stop = (): void => { spawnSync('bash', [PEBBLE_SCRIPT, 'stop'], { env, stdio: 'inherit' }) }
+  const stop = (): void => {
+    spawnSync('bash', [PEBBLE_SCRIPT, 'stop'], { env, stdio: 'inherit' })
+    rmSync(dir, { recursive: true, force: true })
+  }
   try {
     const root = await httpsRequest({ url: `https://127.0.0.1:${managementPort}/roots/0`, ca: readFileSync(minicaFile, 'utf8') })
     if (root.status !== 200) throw new Error(`pebble root: ${root.status}`)
@@ -146,7 +160,12 @@ export async function startLoggedServer(flags: string[], dataDir?: string): Prom
   const logs: LoggedServer['logs'] = []
   const sink = new Writable({ write(chunk: Buffer, _enc, done) { for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line)); done() } })
   const server = await startServer(config, pino({ level: 'info' }, sink))
-  return { server, dataDir: dir, logs, close: async () => { await server.close() } }
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    await server.close()
+    if (dataDir === undefined) await rm(dir, { recursive: true, force: true })
+  }
+  return { server, dataDir: dir, logs, close: () => (closing ??= close()) }
 }
 
 /** One series of the server's /metrics (undefined when absent). */

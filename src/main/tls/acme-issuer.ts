@@ -7,6 +7,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import http from 'node:http'
 import https from 'node:https'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as acme from 'acme-client'
 
@@ -45,6 +46,25 @@ acme.axios.interceptors.request.use((config) => {
   return config
 })
 
+/**
+ * An agent that remembers the last connection error (refused, DNS, TLS). acme-client 5.4 turns a
+ * request that got no response into "Cannot read properties of undefined (reading 'config')"
+ * (its retry interceptor expects a response); this is where the real reason is found.
+ */
+class RecordingAgent extends https.Agent {
+  lastError: Error | undefined
+
+  forget(): void {
+    this.lastError = undefined
+  }
+
+  override createConnection(...args: Parameters<https.Agent['createConnection']>): Duplex {
+    const socket = super.createConnection(...args) as Duplex
+    socket.once('error', (err: Error) => { this.lastError = err })
+    return socket
+  }
+}
+
 export interface AcmeIssuerOptions {
   directoryUrl: string
   email: string
@@ -67,7 +87,7 @@ export async function createAccountKeyPem(): Promise<string> {
 
 export class AcmeIssuer {
   private readonly client: acme.Client
-  private readonly scope: RequestScope
+  private readonly scope: RequestScope & { httpsAgent: RecordingAgent }
   private readonly aborter = new AbortController()
   private account: Promise<unknown> | undefined
 
@@ -76,14 +96,23 @@ export class AcmeIssuer {
     this.scope = {
       signal: this.aborter.signal,
       // No keep-alive: an order is a dozen requests every few weeks; no socket waits in between.
-      httpsAgent: new https.Agent({ keepAlive: false, ca: o.directoryCaPem }),
+      httpsAgent: new RecordingAgent({ keepAlive: false, ca: o.directoryCaPem }),
       httpAgent: new http.Agent({ keepAlive: false }),
     }
   }
 
   /** Orders a certificate for `domain`; rejects with a message a log reader can act on. */
-  issue(domain: string): Promise<IssuedCertificate> {
-    return requestScope.run(this.scope, () => this.order(domain))
+  async issue(domain: string): Promise<IssuedCertificate> {
+    this.scope.httpsAgent.forget()
+    try {
+      return await requestScope.run(this.scope, () => this.order(domain))
+    } catch (err) {
+      if (err instanceof TypeError && /reading 'config'/.test(err.message)) {
+        const reason = this.scope.httpsAgent.lastError?.message ?? 'no response (timeout or connection closed)'
+        throw new AcmeError(`the CA at ${this.o.directoryUrl} did not answer: ${reason}`)
+      }
+      throw err
+    }
   }
 
   /** Aborts the order in progress and closes the CA connections. */

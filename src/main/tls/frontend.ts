@@ -3,11 +3,12 @@
 //
 // Reload without dropping connections: uWS cannot change a running SSL context's certificate,
 // and replacing an SNI entry (removeServerName + addServerName) frees the router that open
-// connections of that name still use. So each set of certificates is a generation: a new
-// SSLApp with the routes replayed on it (route-recorder.ts), one SNI entry per domain. The
-// acceptor, a plain uWS App listening on --https-port, hands every accepted socket to the
-// current generation (uWS.js child apps: addChildAppDescriptor); a renewal makes a new
-// generation current, and the old one keeps serving its open connections until shutdown.
+// connections of that name still use (a use-after-free, seen with valgrind). So each set of
+// certificates is a generation: a new SSLApp with the routes replayed on it
+// (route-recorder.ts), one SNI entry per domain. The acceptor, an SSLApp without routes
+// listening on --https-port, hands every accepted socket to the current generation (uWS.js
+// child apps: addChildAppDescriptor); a renewal makes a new generation current, and the old
+// one keeps serving its open connections.
 
 import assert from 'node:assert/strict'
 import uws, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js'
@@ -80,7 +81,10 @@ export class TlsFrontend implements RecorderHost {
 
   listen(host: string, port: number, cb: (listenSocket: us_listen_socket | false) => void | Promise<void>): void {
     assert(this.acceptor === undefined && !this.closed, 'the HTTPS acceptor listens once')
-    const acceptor = uws.App() as TemplatedApp & Partial<ChildApps>
+    // An SSLApp like its children, though it never handshakes: uWS.js adopts a handed-over socket
+    // with the acceptor's template type, and a plain acceptor makes an SSL child adopt sockets
+    // as plain ones, writing past their allocation (seen with valgrind).
+    const acceptor = uws.SSLApp({}) as TemplatedApp & Partial<ChildApps>
     if (typeof acceptor.addChildAppDescriptor !== 'function' || typeof acceptor.removeChildAppDescriptor !== 'function') {
       throw new Error('this uWebSockets.js build has no child apps (addChildAppDescriptor): certificates could not be reloaded')
     }

@@ -8,14 +8,13 @@
 // other actualizers: each runs its own loop.
 
 import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/appdef/types.js'
-import type { ProjectorState, RecordRow, Row, ViewRange } from '../../shared/appdef/state.js'
-import { actualizerOffsetKey, decodeStored, encodeStored, plogKey, recordCc, recordsPk, toRecordRow, type StoredEvent, type StoredRecord } from '../../shared/layout.js'
-import { NotFoundError } from '../../shared/errors.js'
+import type { Principal, ProjectorState, Row } from '../../shared/appdef/state.js'
+import { actualizerOffsetKey, decodeStored, encodeStored, plogKey, type StoredEvent } from '../../shared/layout.js'
 import type { BatchItem, IAppStorage } from '../../shared/storage/types.js'
 import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
 import type { ExtensionRunner } from '../extensions.js'
-import { getMergedView, readMergedView, viewRowKey, type ViewStaging } from '../read-views.js'
-import type { ResolvedView } from '../../shared/appdef/types.js'
+import { viewRowKey, type ViewStaging } from '../read-views.js'
+import { StorageReadState } from '../query/query-processor.js'
 
 export interface ActualizerOptions {
   /** Events per storage batch at most. */
@@ -132,33 +131,18 @@ export async function* readPlog(storage: IAppStorage, partition: number, from: n
 }
 
 /** The state an async projector sees: committed records, views merged with its batch. */
-class ActualizerState implements ProjectorState {
-  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number, readonly staging: ViewStaging) {}
+/** Projectors act for no caller. */
+const SYSTEM_PRINCIPAL: Principal = { login: '', roles: [] }
 
-  async record(id: number): Promise<RecordRow | undefined> {
-    if (!Number.isSafeInteger(id) || id <= 0) return undefined
-    const bytes = await this.storage.get(recordsPk(this.wsid), recordCc(id))
-    return bytes === undefined ? undefined : toRecordRow(id, decodeStored<StoredRecord>(bytes))
-  }
-
-  viewGet(view: string, key: Row): Promise<Row | undefined> {
-    return getMergedView(this.storage, [this.staging], this.view(view), this.wsid, key)
-  }
-
-  viewRead(view: string, pk: Row, range?: ViewRange): AsyncIterable<Row> {
-    return readMergedView(this.storage, [this.staging], this.view(view), this.wsid, pk, range)
+class ActualizerState extends StorageReadState implements ProjectorState {
+  constructor(app: AppDef, storage: IAppStorage, wsid: number, readonly staging: ViewStaging) {
+    super(app, storage, wsid, SYSTEM_PRINCIPAL, [staging])
   }
 
   viewPut(view: string, key: Row, value: Row): void {
     const v = this.view(view)
     const { pk, cc } = viewRowKeys(v, this.wsid, key)
     this.staging.set(viewRowKey(pk, cc), { pk, cc, value: encodeViewValue(v, value) })
-  }
-
-  private view(qname: string): ResolvedView {
-    const v = this.app.views.get(qname)
-    if (v === undefined) throw new NotFoundError(`view ${qname} is not defined in app ${this.app.qname}`, qname)
-    return v
   }
 }
 

@@ -18,7 +18,7 @@ import { renderError, renderObject, renderResults } from '../../shared/reply.js'
 import { prefixEnd, readU64be } from '../../shared/storage/keys.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple } from '../../shared/view-codec.js'
-import { getMergedView, readMergedView, readViewRange } from '../read-views.js'
+import { getMergedView, readMergedView, readViewRange, type ViewStaging } from '../read-views.js'
 import { decodeBody } from '../decode-body.js'
 import { finishRows, parseConstraints, type Constraints } from './constraints.js'
 
@@ -138,8 +138,12 @@ export class QueryProcessor {
 }
 
 /** QueryState over committed storage. */
+/** QueryState over committed storage; `stagings` add uncommitted view rows (async projectors). */
 export class StorageReadState implements QueryState {
-  constructor(readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number, readonly principal: Principal) {}
+  constructor(
+    readonly app: AppDef, readonly storage: IAppStorage, readonly wsid: number, readonly principal: Principal,
+    protected readonly stagings: readonly ViewStaging[] = [],
+  ) {}
 
   async record(id: number): Promise<RecordRow | undefined> {
     if (!Number.isSafeInteger(id) || id <= 0) return undefined
@@ -148,14 +152,14 @@ export class StorageReadState implements QueryState {
   }
 
   viewGet(view: string, key: Row): Promise<Row | undefined> {
-    return getMergedView(this.storage, [], this.view(view), this.wsid, key)
+    return getMergedView(this.storage, this.stagings, this.view(view), this.wsid, key)
   }
 
   viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
-    return readMergedView(this.storage, [], this.view(view), this.wsid, pkRow, range)
+    return readMergedView(this.storage, this.stagings, this.view(view), this.wsid, pkRow, range)
   }
 
-  private view(qname: string): ResolvedView {
+  protected view(qname: string): ResolvedView {
     const v = this.app.views.get(qname)
     if (v === undefined) throw new NotFoundError(`view ${qname} is not defined in app ${this.app.qname}`, qname)
     return v

@@ -71,6 +71,24 @@ describe('binary protocol with --auth on', () => {
     await stranger.close()
   })
 
+  it('owner and reader of demo/bank: the reader reads balances, docs and movements, and changes nothing', async () => {
+    const owner = await connect(url, { app: 'demo/bank', wsid: WSID, token: alice })
+    const reader = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader']) })
+    try {
+      // An account of its own: later tests expect the shared one's balance unchanged.
+      const account = (await owner.docs.create('bank.Account', { name: 'rita-test', balance: 0 })).newIDs['1']!
+      const before = (await owner.query<{ balance: number }>('bank.Balance', { account })).results[0]!
+      assert.equal(((await owner.command('bank.Deposit', { account, amount: 5 })) as { result: { balance: number } }).result.balance, before.balance + 5)
+      assert.deepEqual((await reader.query('bank.Balance', { account })).results, [{ balance: before.balance + 5 }])
+      await assert.rejects(reader.command('bank.Deposit', { account, amount: 1 }), (e: ReplyError) => e.status === 403 && e.code === 'FORBIDDEN')
+      await assert.rejects(reader.command('bank.Transfer', { from: account, to: account, amount: 1 }), (e: ReplyError) => e.status === 403)
+      assert.deepEqual((await owner.query('bank.Balance', { account })).results, [{ balance: before.balance + 5 }], 'the refused commands changed nothing')
+    } finally {
+      await owner.close()
+      await reader.close()
+    }
+  })
+
   it('re-authenticates a connection with an AUTH frame, and the SDK with authenticate()', async () => {
     const { raw } = await RawWs.hello(t.server.port)
     raw.send(encodeAuth(7, 'bad.token', { app: 'demo/bank' }))

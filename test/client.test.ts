@@ -32,7 +32,7 @@ describe('client SDK against the server', () => {
 
   it('connects, reports the server limits and pings', async () => {
     assert.equal(client.state, 'open')
-    assert.equal(client.protocolVersion, 1)
+    assert.equal(client.protocolVersion, 2)
     assert.equal(client.limits?.inflightMax, 16384)
     const rtt = await client.ping()
     assert.ok(rtt >= 0 && rtt < 5000)

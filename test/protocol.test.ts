@@ -177,7 +177,7 @@ describe('binary protocol: operations and errors', () => {
     const packr = new Packr({ useRecords: false })
     const frameCases: [Uint8Array, number, RegExp][] = [
       [packr.pack([3, 900, 99, 'demo/bank', WSID, 'bank.Deposit']), 900, /unknown op 99/],
-      [packr.pack([3, 901, 20, 'demo/bank', WSID, 'bank.Deposit']), 901, /reserved/],
+      [packr.pack([3, 901, 21, 'demo/bank', WSID, 'bank.Account']), 901, /needs element 6/],
       [packr.pack([3, 902, 1, 'demo/bank', 'ws', 'bank.Deposit']), 902, /wsid/],
       [packr.pack([3, 903, 1, 'demo/bank', WSID, 'Deposit']), 903, /qualified name/],
       [packr.pack([3, 904, 1, 'demo/bank', WSID, 'bank.Deposit', null, [1, 2]]), 904, /body/],

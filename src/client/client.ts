@@ -12,6 +12,7 @@ import {
 } from '../shared/protocol/index.js'
 import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
 import { OPEN, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { Live, Subscription, targetRequest, type SubscribeOptions, type SubscribeReply, type SubscribeTarget, type SubscriptionHost } from './subscription.js'
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
 
@@ -49,7 +50,7 @@ export interface ConnectOptions {
   /** The WebSocket implementation; default the global one, else the `ws` package. */
   WebSocket?: WebSocketConstructor
   onStateChange?: (state: ClientState, detail: { closeCode?: number; closeReason?: string; error?: Error }) => void
-  /** Server pushes (reserved for subscriptions). */
+  /** Every server push as it arrives (subscriptions also get theirs through `subscribe`). */
   onPush?: (subscriptionId: number, seq: number, body: unknown) => void
   /** Connection-level errors the server reported (request id 0) or undecodable server frames. */
   onError?: (error: Error) => void
@@ -128,6 +129,8 @@ interface Call {
   retryTimer: Timer | undefined
   resolve: (v: unknown) => void
   reject: (e: Error) => void
+  /** Runs with a successful reply's body before anything else is handled (SUBSCRIBE registers its id). */
+  onOk?: (body: unknown) => void
 }
 
 interface PingWaiter {
@@ -160,6 +163,10 @@ export class VvmClient {
   private readonly reconnect: Required<ReconnectOptions> | undefined
   /** Set by authenticate(): the token for this and later connections. */
   private tokenNow: string | null | undefined
+  /** Live subscriptions, and those of the current connection by the server's id. */
+  private readonly subs = new Set<Subscription>()
+  private readonly subsById = new Map<number, Subscription>()
+  private readonly subscribing = new Set<Subscription>()
 
   /** Use `connect()`. */
   constructor(readonly url: string, private readonly o: ConnectOptions, private readonly WS: WebSocketConstructor) {
@@ -206,6 +213,67 @@ export class VvmClient {
       this.request({ ...opts, op: WireOp.CDOCS, qname: table, params: readParams(opts) }) as Promise<ReadResult<T>>,
   }
 
+  /**
+   * Subscribes to a view range, a cdocs collection, one doc or a query (docs/subscriptions.md).
+   * Resolves once the server accepted it; iterate it for the snapshot and the diffs that follow.
+   * Needs protocol version 2.
+   */
+  async subscribe(target: SubscribeTarget, opts: SubscribeOptions = {}): Promise<Subscription> {
+    const app = opts.app ?? this.o.app
+    const wsid = opts.wsid ?? this.o.wsid
+    if (app === undefined || wsid === undefined) throw new TypeError('app and wsid are needed: pass them in the subscribe options or in connect() options')
+    targetRequest(target)
+    const s = new Subscription(this.subscriptionHost, app, wsid, target, opts)
+    this.subs.add(s)
+    try {
+      await s.start()
+    } catch (err) {
+      this.subs.delete(s)
+      throw err
+    }
+    return s
+  }
+
+  /** A materialized copy of a subscription's result, current with every diff; resolves at its first snapshot. */
+  async live(target: SubscribeTarget, opts: SubscribeOptions = {}): Promise<Live> {
+    const l = new Live(await this.subscribe(target, opts))
+    await l.ready
+    return l
+  }
+
+  private readonly subscriptionHost: SubscriptionHost = {
+    sendSubscribe: (s, resumeFrom, onOk) => {
+      const t = targetRequest(s.target)
+      const body = resumeFrom === undefined ? null : { resumeFrom }
+      this.subscribing.add(s)
+      const build = (reqId: number): Uint8Array => encodeRequest({
+        reqId, op: WireOp.SUBSCRIBE, app: s.app, wsid: s.wsid, qname: t.qname, docId: t.docId, body, params: t.params ?? null, idempotencyKey: null,
+      })
+      return this.enqueue(`subscribe ${t.qname}`, false, build, undefined, true, (reply) => {
+        const r = reply as SubscribeReply
+        this.subscribing.delete(s)
+        this.subsById.set(r.subscription, s)
+        onOk(r)
+      }).catch((err: unknown) => {
+        this.subscribing.delete(s)
+        throw err
+      })
+    },
+    sendUnsubscribe: (s, serverId) => {
+      this.subsById.delete(serverId)
+      const t = targetRequest(s.target)
+      // Never sent again on another connection, where the id may name another subscription.
+      const build = (reqId: number): Uint8Array => encodeRequest({
+        reqId, op: WireOp.UNSUBSCRIBE, app: s.app, wsid: s.wsid, qname: t.qname, docId: serverId, body: null, params: null, idempotencyKey: null,
+      })
+      return this.enqueue(`unsubscribe ${t.qname}`, false, build, undefined, false)
+    },
+    forget: (s) => {
+      this.subs.delete(s)
+      if (s.serverId !== undefined) this.subsById.delete(s.serverId)
+    },
+  }
+
   /** Any operation, as its frame carries it; resolves with the reply body. */
   request(r: RawRequest): Promise<unknown> {
     const app = r.app ?? this.o.app
@@ -223,7 +291,10 @@ export class VvmClient {
   }
 
   /** A call: an id, its frame (built once, sent again as is), a timeout; sent when the window allows. */
-  private enqueue(label: string, write: boolean, build: (reqId: number) => Uint8Array, timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS, retrySafe = true): Promise<unknown> {
+  private enqueue(
+    label: string, write: boolean, build: (reqId: number) => Uint8Array, timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS, retrySafe = true,
+    onOk?: (body: unknown) => void,
+  ): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.stateNow === 'closing' || this.stateNow === 'closed') {
         reject(new ConnectionError('CONNECTION_CLOSED', 'the client is closed'))
@@ -241,7 +312,7 @@ export class VvmClient {
         reject(new TypeError(`${label}: the request cannot be encoded: ${(err as Error).message}`))
         return
       }
-      const call: Call = { reqId, frame, label, write, retrySafe, attempts: 0, where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject }
+      const call: Call = { reqId, frame, label, write, retrySafe, attempts: 0, where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject, onOk }
       const tooBig = this.tooBig(call)
       if (tooBig !== undefined) {
         reject(tooBig)
@@ -395,6 +466,8 @@ export class VvmClient {
     this.reconnectAttempt = 0
     if (this.stateNow !== 'closing') this.setState('open', {})
     this.startKeepAlive()
+    // Subscriptions of the lost connection subscribe again, from the last offset they saw.
+    for (const s of this.subs) if (s.serverId === undefined && !this.subscribing.has(s)) s.start().catch((err: unknown) => s.fail(err as Error))
     this.pump()
   }
 
@@ -413,9 +486,15 @@ export class VvmClient {
         w.resolve(performance.now() - w.startedMs)
         return
       }
-      case FrameType.PUSH:
+      case FrameType.PUSH: {
+        const s = this.subsById.get(f.subscriptionId)
+        if (s !== undefined) {
+          s.onPush(f.seq, f.body)
+          if (s.serverId !== f.subscriptionId) this.subsById.delete(f.subscriptionId)
+        }
         this.o.onPush?.(f.subscriptionId, f.seq, f.body)
         return
+      }
       default:
         // WELCOME again or a frame type of a later version: ignored.
         return
@@ -430,6 +509,7 @@ export class VvmClient {
       this.calls.delete(reqId)
     } else if (status < 300) {
       this.settle(call)
+      call.onOk?.(body)
       call.resolve(body)
     } else if (status === 503 && call.retrySafe && call.attempts < (this.o.retriesMax ?? DEFAULT_RETRIES_MAX)) {
       // Busy or shutting down: the server asks to come back later; the key makes it safe.
@@ -474,6 +554,8 @@ export class VvmClient {
     if (socket !== this.socket) return
     this.socket = undefined
     this.stopKeepAlive()
+    this.subsById.clear()
+    for (const s of this.subs) s.connectionLost()
     for (const [id, w] of this.pings) {
       clearTimeout(w.timer)
       w.reject(new ConnectionError('CONNECTION_LOST', `the connection closed (${code}) before PONG`, code, reason))
@@ -584,6 +666,7 @@ export class VvmClient {
       w.reject(error)
     }
     this.pings.clear()
+    for (const s of [...this.subs]) s.fail(error)
     this.setState('closed', { closeCode: code, closeReason: reason, error })
     const socket = this.socket
     this.socket = undefined

@@ -15,6 +15,8 @@ export { VvmClient } from './client.js'
 export type {
   CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
 } from './client.js'
+export { Live, LiveRows, Subscription } from './subscription.js'
+export type { DiffOp, RowKey, SubscribeOptions, SubscribeTarget, SubscriptionEvent } from './subscription.js'
 export { ConnectionError, ReplyError, TimeoutError, VvmClientError, type ConnectionErrorCode } from './errors.js'
 export type { WebSocketConstructor, WebSocketLike } from './websocket.js'
 export { CloseCode, WireOp, type ServerLimits } from '../shared/protocol/index.js'

@@ -51,6 +51,14 @@ export interface VvmConfig {
   wsInflightMax: number
   wsBufferedBytesMax: number
   wsIdleTimeoutS: number
+  subscriptionsMax: number
+  subscriptionsPerConnectionMax: number
+  subscriptionGroupsMax: number
+  subscriptionRowsMax: number
+  subscriptionHistoryDiffsMax: number
+  subscriptionHistoryBytesMax: number
+  subscriptionGraceS: number
+  subscriptionPendingOpsMax: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   wasmDeadlineMs: number
   wasmMemoryBytesMax: number
@@ -113,6 +121,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'wsInflightMax', flag: 'ws-inflight-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'requests in flight per WebSocket connection at most; more get 503' },
   { key: 'wsBufferedBytesMax', flag: 'ws-buffered-bytes-max', kind: 'int', default: 16 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'reply bytes buffered for a WebSocket client that does not read; past half of it requests get 503, past it the connection is closed (4008)' },
   { key: 'wsIdleTimeoutS', flag: 'ws-idle-timeout-s', kind: 'int', default: 120, min: 0, max: 86400, help: 'a WebSocket connection with nothing in flight and no frame for this long is closed (4010); 0: never' },
+  // Subscriptions (docs/subscriptions.md).
+  { key: 'subscriptionsMax', flag: 'subscriptions-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'subscriptions on this server at most (binary protocol and SSE); more get 503' },
+  { key: 'subscriptionsPerConnectionMax', flag: 'subscriptions-per-connection-max', kind: 'int', default: 1000, min: 1, max: 1_000_000, help: 'subscriptions of one WebSocket connection at most; more get 429 SUBSCRIPTIONS_LIMIT' },
+  { key: 'subscriptionGroupsMax', flag: 'subscription-groups-max', kind: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'distinct subscribed reads a partition keeps (with subscribers, or in their grace period); past it the longest idle goes, or 503' },
+  { key: 'subscriptionRowsMax', flag: 'subscription-rows-max', kind: 'int', default: 10_000, min: 1, max: 100_000, help: "rows of one subscription's result at most; a larger result is refused (413) or ends the subscription" },
+  { key: 'subscriptionHistoryDiffsMax', flag: 'subscription-history-diffs-max', kind: 'int', default: 64, min: 0, max: 100_000, help: 'diffs a subscribed read keeps so that subscribers can resume; older resume offsets get a fresh snapshot' },
+  { key: 'subscriptionHistoryBytesMax', flag: 'subscription-history-bytes-max', kind: 'int', default: 256 * 1024, min: 0, max: 1024 * MiB, help: 'bytes of diffs a subscribed read keeps for resuming subscribers' },
+  { key: 'subscriptionGraceS', flag: 'subscription-grace-s', kind: 'int', default: 30, min: 0, max: 86400, help: 'a subscribed read without subscribers is kept this long (for resume after reconnect)' },
+  { key: 'subscriptionPendingOpsMax', flag: 'subscription-pending-ops-max', kind: 'int', default: 10_000, min: 1, max: 10_000_000, help: 'changed rows held for a subscriber that does not read (coalesced); past it the subscription ends with RESYNC' },
   { key: 'shutdownTimeoutS', flag: 'shutdown-timeout-s', kind: 'int', default: 30, min: 1, max: 3600, help: 'a shutdown that takes longer ends the process (exit code 1)' },
   // HTTPS (docs/operations.md#https, src/main/tls): on with --domain or --tls-cert.
   { key: 'httpsPort', flag: 'https-port', kind: 'int', default: 8443, min: 0, max: 65535, help: 'HTTPS port when TLS is on (--domain or --tls-cert); --port then answers ACME challenges and redirects to HTTPS (0 picks a free one)' },

@@ -1,11 +1,11 @@
-// Where a request goes: writes to their workspace's partition worker; reads to the query pool,
+// Where a request goes: writes and subscriptions to their workspace's partition worker; reads to the query pool,
 // or to the partition worker when the storage is not shared across threads (mem). Rate limits
 // are taken here, before anything is queued.
 
 import type { AppDef, Rate } from '../shared/appdef/types.js'
 import type { Principal } from '../shared/appdef/state.js'
 import { ANONYMOUS } from '../shared/authz.js'
-import { Op, isWriteOp, type EngineRequest } from '../shared/engine-messages.js'
+import { Op, isSubscriptionOp, isWriteOp, type EngineRequest } from '../shared/engine-messages.js'
 import { PartitionNotHereError, type PartitionSet, type ReplySink } from './partitions.js'
 import { VvmError } from '../shared/errors.js'
 import type { QueryPool } from './query-pool.js'
@@ -41,7 +41,7 @@ export class Dispatcher {
 
   submit(req: EngineRequest, sink: ReplySink): void {
     req.principal ??= this.defaultPrincipal
-    if (!isWriteOp(req.op) && this.queries !== undefined) {
+    if (!isWriteOp(req.op) && !isSubscriptionOp(req.op) && this.queries !== undefined) {
       this.queries.submit(req, sink)
       return
     }

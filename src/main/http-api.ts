@@ -16,6 +16,7 @@ import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
 import type { Authenticator, Caller } from './auth/authenticator.js'
 import { appOfHost, hostOf } from './domain-apps.js'
+import { SseSink, sseResumeFrom, type SseOptions } from './sse.js'
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
@@ -112,7 +113,12 @@ export interface HttpApiOptions {
   auth: Authenticator
   /** Host → app (`--domain-app`): on a bound host `/api/v2/workspaces/…` names that app (domain-apps.ts). */
   domainApps?: ReadonlyMap<string, string>
+  /** Server-Sent Events subscriptions (sse.ts); without it `Accept: text/event-stream` is ignored. */
+  subscriptions?: SseOptions
 }
+
+/** A sink other than the plain reply (SSE), made once the caller is known. */
+type MakeSink = (caller: Caller) => ReplySink & { aborted: boolean }
 
 export function registerHttpApi(app: TemplatedApp, o: HttpApiOptions): void {
   // Alive: the process answers. Ready: it serves requests (started, not stopping).
@@ -167,6 +173,20 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
     const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
     const ctx = { route: routeName, startedMs, url: urlOf(req) }
+    const so = o.subscriptions
+    if (method === 'get' && so !== undefined && req.getHeader('accept').includes('text/event-stream')) {
+      // A subscription to the same read (sse.ts); its events are JSON v2.
+      request.op = Op.SUBSCRIBE
+      request.body = { resumeFrom: sseResumeFrom(req.getHeader('last-event-id'), req.getQuery() ?? '') }
+      const partition = so.partitionOf(appQName, wsid)
+      const sse: MakeSink = (c) => {
+        const sink = new SseSink(res, `${routeName}/sse`, startedMs, o.metrics, so, appQName, partition, (status, body, retryAfterS) => writeReply(res, status, body, retryAfterS))
+        sink.expiresAtMs = c.expiresAtMs
+        return sink
+      }
+      admitAndSubmit(res, req, o, request, false, address, format, { ...ctx, route: `${routeName}/sse` }, sse)
+      return
+    }
     admitAndSubmit(res, req, o, request, route.hasBody, address, format, ctx)
   } catch (err) {
     writeError(res, format, err, undefined, false, o.metrics, routeName, startedMs)
@@ -211,6 +231,7 @@ function baseRequest(
  */
 function admitAndSubmit(
   res: HttpResponse, req: HttpRequest, o: HttpApiOptions, request: EngineRequest, hasBody: boolean, address: string, format: ReplyFormatCode, ctx: RouteContext,
+  makeSink?: MakeSink,
 ): void {
   const caller = o.auth.fromAuthorizationHeader(req.getHeader('authorization'), request.app)
   const admit = (c: Caller): void => {
@@ -219,8 +240,9 @@ function admitAndSubmit(
   }
   if (!(caller instanceof Promise)) {
     admit(caller)
-    if (hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx))
-    else submit(res, o, request, undefined, format, ctx)
+    const sinkOf = makeSink === undefined ? undefined : () => makeSink(caller)
+    if (hasBody) readBody(res, req, o, format, ctx, (body) => submit(res, o, request, body, format, ctx, sinkOf))
+    else submit(res, o, request, undefined, format, ctx, sinkOf)
     return
   }
   // Settled at once, so that a rejection is not unhandled while the body still arrives.
@@ -237,7 +259,7 @@ function admitAndSubmit(
         writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
         return
       }
-      submit(res, o, request, body, format, ctx)
+      submit(res, o, request, body, format, ctx, makeSink === undefined ? undefined : () => makeSink(r.c))
     })
   }
   if (hasBody) readBody(res, req, o, format, ctx, afterAuth)
@@ -251,14 +273,22 @@ export interface RouteContext {
   url: string
 }
 
-function submit(res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode, ctx: RouteContext): void {
-  request.body = body
-  const sink = new HttpSink(res, ctx.route, ctx.startedMs, o.metrics, o.serving)
+function submit(
+  res: HttpResponse, o: HttpApiOptions, request: EngineRequest, body: Uint8Array | undefined, format: ReplyFormatCode, ctx: RouteContext,
+  makeSink?: () => ReplySink & { aborted: boolean },
+): void {
+  if (makeSink === undefined) request.body = body
+  let sink: (ReplySink & { aborted: boolean }) | undefined
   try {
+    sink = makeSink === undefined ? new HttpSink(res, ctx.route, ctx.startedMs, o.metrics, o.serving) : makeSink()
     o.dispatcher.submit(request, sink)
   } catch (err) {
-    if (sink.aborted) return
-    sink.aborted = true
+    if (sink?.aborted === true) return
+    if (sink !== undefined) {
+      sink.aborted = true
+      // An SSE sink holds a place among the server's subscriptions until its reply.
+      if (sink instanceof SseSink) o.subscriptions!.hub.unreserve()
+    }
     if (err instanceof VvmError && err.code === 'MOVED') {
       const location = String((err.data as { location: string }).location).replace(/\/$/, '') + ctx.url
       o.metrics.recordReply(ctx.route, 307, ctx.startedMs)

@@ -5,14 +5,15 @@
 
 import assert from 'node:assert/strict'
 import { Worker } from 'node:worker_threads'
-import { decodeReply, encodeRequest, type EngineRequest } from '../shared/engine-messages.js'
+import { decodeReplyFrame, encodeRequest, isPush, type EnginePush, type EngineRequest } from '../shared/engine-messages.js'
 import { BusyError, VvmError } from '../shared/errors.js'
 import { Control, Stat, type PartitionOptions, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { RingConsumer, RingProducer, createRing } from '../shared/ring/spsc-ring.js'
 import type { StorageConfig } from '../shared/storage/types.js'
 
 export interface ReplySink {
-  reply(status: number, body: Uint8Array, retryAfterS: number): void
+  /** `groupId`: a SUBSCRIBE's subscription group (its pushes name it). */
+  reply(status: number, body: Uint8Array, retryAfterS: number, groupId?: number): void
 }
 
 export interface PartitionSetOptions {
@@ -24,6 +25,10 @@ export interface PartitionSetOptions {
   log: (level: 'info' | 'warn' | 'error', msg: string) => void
   /** A worker died or failed to start: the VVM has a problem (seed 003). */
   onProblem: (err: Error) => void
+  /** A subscription group's push (src/main/subscriptions.ts). */
+  onPush?: (app: string, partition: number, push: EnginePush) => void
+  /** A partition stopped being served here (its subscription groups are gone). */
+  onStopped?: (app: string, partition: number) => void
 }
 
 const REPLY_DRAIN_FRAMES_MAX = 4096
@@ -44,7 +49,10 @@ class Partition {
   private deploySeq = 0
   private readonly deploying = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
 
+  private readonly onPush: ((app: string, partition: number, push: EnginePush) => void) | undefined
+
   constructor(readonly app: string, readonly index: number, readonly count: number, url: string, opts: PartitionSetOptions) {
+    this.onPush = opts.onPush
     const requestRing = createRing(opts.ringBytes)
     const replyRing = createRing(opts.ringBytes)
     this.producer = new RingProducer(requestRing)
@@ -81,6 +89,7 @@ class Partition {
     this.exited = new Promise((resolve) => {
       this.worker.on('exit', (code) => {
         this.drainReplies()
+        opts.onStopped?.(app, index)
         this.failPending(new VvmError('SHUTTING_DOWN', `partition ${index} of ${app} stopped`, { retryAfterS: 1 }))
         if (!this.closed || !exitedCleanly) opts.onProblem(new Error(`partition worker ${app} p${index} exited unexpectedly (code ${code})`))
         this.closed = true
@@ -113,11 +122,12 @@ class Partition {
 
   private drainReplies(): number {
     return this.consumer.drain((frame) => {
-      const r = decodeReply(frame)
+      const r = decodeReplyFrame(frame)
+      if (isPush(r)) return this.onPush?.(this.app, this.index, r)
       const sink = this.pending.get(r.reqId)
       assert.ok(sink !== undefined, `reply for unknown request ${r.reqId}`)
       this.pending.delete(r.reqId)
-      sink.reply(r.status, r.body, r.retryAfterS)
+      sink.reply(r.status, r.body, r.retryAfterS, r.groupId)
     }, REPLY_DRAIN_FRAMES_MAX)
   }
 
@@ -215,9 +225,13 @@ export class PartitionSet {
   submit(req: EngineRequest, sink: ReplySink): void {
     const slots = this.byApp.get(req.app)
     if (slots === undefined) throw new VvmError('NOT_FOUND', `app ${req.app} is not deployed`)
-    const index = req.wsid % slots.length
-    const p = slots[index]
-    if (p === undefined) throw new PartitionNotHereError(req.app, index)
+    this.submitTo(req.app, req.wsid % slots.length, req, sink)
+  }
+
+  /** Hands a request to one partition (subscription releases name their partition, not a workspace). */
+  submitTo(app: string, index: number, req: EngineRequest, sink: ReplySink): void {
+    const p = this.byApp.get(app)?.[index]
+    if (p === undefined) throw new PartitionNotHereError(app, index)
     p.submit(req, sink, this.opts.inflightPerPartitionMax)
   }
 
@@ -243,12 +257,13 @@ export class PartitionSet {
   }
 
   /** Per-partition figures for metrics and the admin view (partitions this node serves). */
-  stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; lastBatchSize: number; plogOffset: number; engineInstances: number; engineBorrows: number; engineReplaced: number }[] {
+  stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; lastBatchSize: number; plogOffset: number; engineInstances: number; engineBorrows: number; engineReplaced: number; subGroups: number; subEvaluations: number; subDiffs: number }[] {
     return this.running().map((p) => ({
       app: p.app, partition: p.index, pending: p.pending.size, ringBytesUsed: p.producer.usedBytes(),
       batches: p.stats[Stat.BATCHES]!, commands: p.stats[Stat.COMMANDS]!, committed: p.stats[Stat.COMMITTED]!,
       commitMsTotal: p.stats[Stat.COMMIT_MS_TOTAL]!, lastBatchSize: p.stats[Stat.LAST_BATCH_SIZE]!, plogOffset: p.stats[Stat.PLOG_OFFSET]!,
       engineInstances: p.stats[Stat.ENGINE_INSTANCES]!, engineBorrows: p.stats[Stat.ENGINE_BORROWS]!, engineReplaced: p.stats[Stat.ENGINE_REPLACED]!,
+      subGroups: p.stats[Stat.SUB_GROUPS]!, subEvaluations: p.stats[Stat.SUB_EVALUATIONS]!, subDiffs: p.stats[Stat.SUB_DIFFS]!,
     }))
   }
 

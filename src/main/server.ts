@@ -18,6 +18,8 @@ import { Dispatcher } from './dispatcher.js'
 import { registerHttpApi } from './http-api.js'
 import { registerWsApi } from './ws-api.js'
 import { PartitionSet } from './partitions.js'
+import { SubscriptionHub } from './subscriptions.js'
+import { VvmError } from '../shared/errors.js'
 import { QueryPool } from './query-pool.js'
 import { RateLimiter } from './rate-limiter.js'
 import { ServerMetrics } from './metrics.js'
@@ -108,6 +110,11 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const logFn = (level: 'info' | 'warn' | 'error', msg: string): void => log[level](msg)
     const wasm = wasmOptionsOf(config)
     let serving = false
+    const hub = new SubscriptionHub({
+      subscriptionsMax: config.subscriptionsMax,
+      submit: (app, partition, req, onReply) => partitions!.submitTo(app, partition, req, { reply: (status) => onReply(status) }),
+      log: logFn,
+    })
     partitions = await PartitionSet.start({
       apps: [...apps.values()].map((a, i) => ({ qname: a.qname, url: appUrls[i]!, partitions: partitionCounts.get(a.qname)! })),
       storage,
@@ -122,9 +129,15 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
         batchCommandsMax: config.batchCommandsMax,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
         recordsCachedMax: config.recordsCachedMax,
+        subscriptions: {
+          groupsMax: config.subscriptionGroupsMax, rowsMax: config.subscriptionRowsMax, historyDiffsMax: config.subscriptionHistoryDiffsMax,
+          historyBytesMax: config.subscriptionHistoryBytesMax, graceMs: config.subscriptionGraceS * 1000,
+        },
       },
       log: logFn,
       onProblem: (err) => { log.error({ err }, 'partition problem'); serving = false },
+      onPush: (app, partition, push) => hub.onPush(app, partition, push),
+      onStopped: (app, partition) => hub.partitionGone(app, partition, new VvmError('SHUTTING_DOWN', `partition ${partition} of ${app} stopped serving here: subscribe again`, { retryAfterS: 1 })),
     }, cluster === undefined)
     queries = provider.sharedAcrossThreads
       ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, wasm, log: logFn })
@@ -132,6 +145,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf, auth.defaultPrincipal)
     const metrics = new ServerMetrics()
     registerEngineGauges(metrics, apps, partitions, queries)
+    registerSubscriptionGauges(metrics, partitions, hub)
     // With TLS (src/main/tls) the routes are registered on its recorder and served over HTTPS on
     // --https-port by every certificate generation; --port answers ACME challenges and redirects.
     tls = await startTls(config, metrics, log)
@@ -140,10 +154,12 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const wsApi = registerWsApi(app, {
       apps, dispatcher, serving: () => serving, frameBytesMax: config.wsFrameBytesMax, inflightMax: config.wsInflightMax,
       bufferedBytesMax: config.wsBufferedBytesMax, idleTimeoutS: config.wsIdleTimeoutS, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, auth, metrics, log,
+      subscriptions: { hub, partitionOf: (a, wsid) => partitions!.partitionOf(a, wsid), perConnectionMax: config.subscriptionsPerConnectionMax, pendingOpsMax: config.subscriptionPendingOpsMax },
     })
     const http = {
       apps, dispatcher, bodyBytesMax: config.bodyBytesMax, idempotencyKeyBytesMax: config.idempotencyKeyBytesMax, serving: () => serving, metrics, auth,
       domainApps: domainAppMap(config.domainApps),
+      subscriptions: { hub, partitionOf: (a: string, wsid: number) => partitions!.partitionOf(a, wsid), pendingOpsMax: config.subscriptionPendingOpsMax },
     }
     registerAuthRoutes(app, {
       http, auth, logins: new LoginStore((a) => provider.appStorage(a)), limiter: new RateLimiter(config.rateBucketsMax),
@@ -236,6 +252,16 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
     m.registry.gauge('vvm_query_completed_total', 'queries completed', () => [{ labels: {}, value: queries.stats.completed }], 'counter')
     m.registry.gauge('vvm_query_run_seconds_p99', 'p99 query run time in the pool', () => [{ labels: {}, value: queries.stats.runTimeP99Ms / 1000 }])
   }
+}
+
+function registerSubscriptionGauges(m: ServerMetrics, partitions: PartitionSet, hub: SubscriptionHub): void {
+  const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
+    partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
+  m.registry.gauge('vvm_subscriptions', 'subscribers (binary protocol and SSE) on this server', () => [{ labels: {}, value: hub.subscribers }])
+  m.registry.gauge('vvm_subscription_pushes_total', 'diffs and ends delivered to subscribers (one per subscriber)', () => [{ labels: {}, value: hub.delivered }], 'counter')
+  m.registry.gauge('vvm_subscription_groups', 'distinct subscribed reads kept by the partition', per((s) => s.subGroups))
+  m.registry.gauge('vvm_subscription_evaluations_total', 'evaluations of subscribed reads (snapshots of new groups, re-evaluations after commits)', per((s) => s.subEvaluations), 'counter')
+  m.registry.gauge('vvm_subscription_diffs_total', 'diffs produced by subscribed reads (each encoded once for all its subscribers)', per((s) => s.subDiffs), 'counter')
 }
 
 /** An app's partition count is stored with its data; another count later is refused. */

@@ -12,6 +12,12 @@
 //   replies buffered > bufferedBytesMax      → close 4008 (slow reader)
 //   no frame for idleTimeoutS, none in flight → close 4010
 // Replies are gathered per connection and written once per burst inside `cork`.
+//
+// Subscriptions (version 2, docs/subscriptions.md) belong to their connection: they end when it
+// closes (their groups are released after the grace period) or when the token they were made
+// with expires and no newer token of the connection is valid. Each has its own PUSH sequence;
+// while more than half of bufferedBytesMax waits, its diffs are coalesced (PendingDiff) and sent
+// when the socket drains; past subscriptionPendingOpsMax changed rows it ends with RESYNC.
 
 import assert from 'node:assert/strict'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
@@ -28,19 +34,21 @@ import type { Authenticator, Caller } from './auth/authenticator.js'
 import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ReplySink } from './partitions.js'
+import { OP_SINCE_VERSION, encodePush } from '../shared/protocol/index.js'
+import { PendingDiff, encodeEnd, resyncError, type Diff, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
 
 export const WS_PATH = '/api/ws'
 
 // The wire ops are the engine ops: one table of numbers, checked once at load.
 assert.deepEqual(
-  [WireOp.COMMAND, WireOp.DOC_CREATE, WireOp.DOC_UPDATE, WireOp.DOC_DEACTIVATE, WireOp.QUERY, WireOp.DOC_GET, WireOp.CDOCS, WireOp.VIEW],
-  [Op.COMMAND, Op.DOC_CREATE, Op.DOC_UPDATE, Op.DOC_DEACTIVATE, Op.QUERY, Op.DOC_GET, Op.CDOCS, Op.VIEW],
+  [WireOp.COMMAND, WireOp.DOC_CREATE, WireOp.DOC_UPDATE, WireOp.DOC_DEACTIVATE, WireOp.QUERY, WireOp.DOC_GET, WireOp.CDOCS, WireOp.VIEW, WireOp.SUBSCRIBE, WireOp.UNSUBSCRIBE],
+  [Op.COMMAND, Op.DOC_CREATE, Op.DOC_UPDATE, Op.DOC_DEACTIVATE, Op.QUERY, Op.DOC_GET, Op.CDOCS, Op.VIEW, Op.SUBSCRIBE, Op.UNSUBSCRIBE],
 )
 
 /** Which definition map an op's qname must be in. */
-const OP_KIND: Readonly<Record<number, 'command' | 'query' | 'table' | 'view'>> = {
+const OP_KIND: Readonly<Record<number, 'command' | 'query' | 'table' | 'view' | 'table, view or query'>> = {
   [Op.COMMAND]: 'command', [Op.DOC_CREATE]: 'table', [Op.DOC_UPDATE]: 'table', [Op.DOC_DEACTIVATE]: 'table',
-  [Op.QUERY]: 'query', [Op.DOC_GET]: 'table', [Op.CDOCS]: 'table', [Op.VIEW]: 'view',
+  [Op.QUERY]: 'query', [Op.DOC_GET]: 'table', [Op.CDOCS]: 'table', [Op.VIEW]: 'view', [Op.SUBSCRIBE]: 'table, view or query',
 }
 
 /** Why 1 s: idle and hello deadlines are whole seconds; one sweep of all connections per second is cheap. */
@@ -68,6 +76,15 @@ export interface WsApiOptions {
   auth?: Authenticator
   metrics?: ServerMetrics
   log?: Logger
+  /** Without it, SUBSCRIBE is answered 400. */
+  subscriptions?: WsSubscriptionOptions
+}
+
+export interface WsSubscriptionOptions {
+  hub: SubscriptionHub
+  partitionOf: (app: string, wsid: number) => number
+  perConnectionMax: number
+  pendingOpsMax: number
 }
 
 export interface WsApiStats {
@@ -91,8 +108,75 @@ interface UserData {
 class WsSink implements ReplySink {
   constructor(readonly conn: Connection, readonly reqId: number, readonly route: string, readonly startedMs: number) {}
 
-  reply(status: number, body: Uint8Array, retryAfterS: number): void {
+  reply(status: number, body: Uint8Array, retryAfterS: number, _groupId?: number): void {
     this.conn.finish(this, status, body, retryAfterS)
+  }
+}
+
+/** A SUBSCRIBE's reply: on success the connection gets the subscription, the body its id. */
+class SubscribeSink extends WsSink {
+  /** When the token the subscription was made with expires. */
+  expiresAtMs = Infinity
+
+  constructor(conn: Connection, reqId: number, route: string, startedMs: number, readonly app: string, readonly partition: number, readonly so: WsSubscriptionOptions) {
+    super(conn, reqId, route, startedMs)
+  }
+
+  override reply(status: number, body: Uint8Array, retryAfterS: number, groupId?: number): void {
+    const c = this.conn
+    c.subscribing--
+    if (status !== 200 || groupId === undefined) {
+      this.so.hub.unreserve()
+      return super.reply(status, body, retryAfterS)
+    }
+    if (c.closed) {
+      this.so.hub.unreserve()
+      this.so.hub.release(this.app, this.partition, groupId)
+      return super.reply(status, body, retryAfterS)
+    }
+    const sub = new WsSubscription(c, c.nextSubscriptionId++, this.app, this.partition, groupId, this.expiresAtMs, this.so.pendingOpsMax)
+    c.subs.set(sub.id, sub)
+    this.so.hub.add(this.app, this.partition, groupId, sub)
+    super.reply(status, withSubscriptionId(body, sub.id), retryAfterS)
+  }
+}
+
+/** One subscription of a connection: PUSH frames with its id and sequence. */
+class WsSubscription implements Subscriber {
+  seq = 0
+  pending: PendingDiff | undefined
+  ended = false
+
+  constructor(
+    readonly conn: Connection, readonly id: number, readonly app: string, readonly partition: number, readonly groupId: number,
+    public expiresAtMs: number, private readonly pendingOpsMax: number,
+  ) {}
+
+  deliver(p: Push): void {
+    if (this.ended) return
+    if (p.end) {
+      // The group ended (an error, the partition stopped): nothing to release.
+      this.ended = true
+      this.pending = undefined
+      this.conn.subs.delete(this.id)
+      this.conn.queue(encodePush(this.id, ++this.seq, p.body))
+      return
+    }
+    if (this.pending === undefined && !this.conn.congested()) {
+      this.conn.queue(encodePush(this.id, ++this.seq, p.body))
+      return
+    }
+    const pending = (this.pending ??= new PendingDiff())
+    pending.add(p.decoded as Diff)
+    if (pending.size > this.pendingOpsMax) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
+  }
+
+  /** The coalesced diffs, once the socket has room. */
+  flushPending(): void {
+    if (this.pending === undefined || this.ended || this.conn.congested()) return
+    const d = this.pending.toDiff()
+    this.pending = undefined
+    this.conn.queue(encodePush(this.id, ++this.seq, packValue(d)))
   }
 }
 
@@ -107,7 +191,14 @@ class Connection {
   lastFrameMs: number
   readonly openedMs: number
   readonly inflight = new Map<number, WsSink>()
+  /** The negotiated protocol version (0 before WELCOME). */
+  version = 0
+  readonly subs = new Map<number, WsSubscription>()
+  /** SUBSCRIBEs sent to a partition and not answered yet. */
+  subscribing = 0
+  nextSubscriptionId = 1
   private outbox: Uint8Array[] = []
+  private outboxBytes = 0
   private flushScheduled = false
   private readonly flushBound = (): void => this.flush()
 
@@ -128,6 +219,7 @@ class Connection {
 
   queue(frame: Uint8Array): void {
     this.outbox.push(frame)
+    this.outboxBytes += frame.byteLength
     if (!this.flushScheduled) {
       this.flushScheduled = true
       queueMicrotask(this.flushBound)
@@ -143,6 +235,7 @@ class Connection {
     }
     const frames = this.outbox
     this.outbox = []
+    this.outboxBytes = 0
     ws.cork(() => {
       for (const f of frames) if (!this.sendNow(f)) return
     })
@@ -162,6 +255,40 @@ class Connection {
     return true
   }
 
+  /** More than half of bufferedBytesMax waits (written or queued): pushes are held back. */
+  congested(): boolean {
+    return this.ws === undefined || this.ws.getBufferedAmount() + this.outboxBytes > this.api.o.bufferedBytesMax / 2
+  }
+
+  /** Ends a subscription here (unsubscribe, resync, expired token); with an error, the client gets an end push. */
+  endSubscription(sub: WsSubscription, e: VvmError | undefined): void {
+    if (sub.ended) return
+    sub.ended = true
+    sub.pending = undefined
+    this.subs.delete(sub.id)
+    this.api.o.subscriptions!.hub.remove(sub.app, sub.partition, sub.groupId, sub)
+    if (e !== undefined) this.queue(encodePush(sub.id, ++sub.seq, encodeEnd(e)))
+  }
+
+  /** The socket drained: subscriptions with held-back diffs send them. */
+  onDrain(): void {
+    for (const sub of this.subs.values()) {
+      if (this.congested()) return
+      sub.flushPending()
+    }
+  }
+
+  /** Closed: every subscription is released (the groups wait out their grace for a resume). */
+  releaseSubscriptions(): void {
+    const hub = this.api.o.subscriptions?.hub
+    if (hub === undefined) return
+    for (const sub of this.subs.values()) {
+      sub.ended = true
+      hub.remove(sub.app, sub.partition, sub.groupId, sub)
+    }
+    this.subs.clear()
+  }
+
   /** Closes with a code and a reason. */
   end(code: number, reason: string): void {
     if (this.closed || this.ws === undefined) return
@@ -174,6 +301,8 @@ class WsServer implements WsApi {
   readonly connections = new Set<Connection>()
   inflightTotal = 0
   readonly limits: ServerLimits
+  /** Version 2 adds the subscription bounds. */
+  readonly limitsV2: ServerLimits
   readonly log: Logger | undefined
   private readonly closedByServer: Record<number, number> = {}
   private sweepTimer: NodeJS.Timeout | undefined
@@ -184,6 +313,11 @@ class WsServer implements WsApi {
     this.limits = {
       frameBytesMax: o.frameBytesMax, inflightMax: o.inflightMax, bufferedBytesMax: o.bufferedBytesMax,
       idleTimeoutS: o.idleTimeoutS, idempotencyKeyBytesMax: o.idempotencyKeyBytesMax,
+    }
+    this.limitsV2 = {
+      ...this.limits,
+      subscriptionsMax: o.subscriptions?.perConnectionMax ?? 0,
+      subscriptionPendingOpsMax: o.subscriptions?.pendingOpsMax ?? 0,
     }
   }
 
@@ -217,11 +351,13 @@ class WsServer implements WsApi {
         this.startSweep()
       },
       message: (ws, message, isBinary) => this.onMessage(ws.getUserData().conn, message, isBinary),
+      drain: (ws) => ws.getUserData().conn.onDrain(),
       close: (ws) => {
         const c = ws.getUserData().conn
         c.closed = true
         c.ws = undefined
         this.connections.delete(c)
+        c.releaseSubscriptions()
         // Replies still due are counted down as they arrive and then dropped.
         if (this.connections.size === 0) this.stopSweep()
       },
@@ -253,7 +389,8 @@ class WsServer implements WsApi {
       const welcome = (): void => {
         c.helloPending = false
         c.helloDone = true
-        c.sendNow(encodeWelcome(version, this.limits, {}))
+        c.version = version
+        c.sendNow(encodeWelcome(version, version >= 2 ? this.limitsV2 : this.limits, {}))
       }
       // A hello that names its app has its token checked now (close 4401); otherwise the token
       // is checked with each request's app, as HTTP checks its Authorization header.
@@ -294,6 +431,11 @@ class WsServer implements WsApi {
   private onRequest(c: Connection, r: WireRequest): void {
     const route = `ws.${WIRE_OP_NAMES[r.op]}`
     const startedMs = performance.now()
+    const since = OP_SINCE_VERSION[r.op]
+    if (since !== undefined && (c.version < since || this.o.subscriptions === undefined)) {
+      return this.replyError(c, r.reqId, route, new BadRequestError(`op ${WIRE_OP_NAMES[r.op]} is served from protocol version ${since}; this connection speaks ${c.version}`))
+    }
+    if (r.op === WireOp.UNSUBSCRIBE) return this.onUnsubscribe(c, r, route)
     if (c.inflight.has(r.reqId)) {
       // Answered on id 0: a reply on the duplicate's id would be taken for the first request's.
       return this.replyError(c, 0, route, new VvmError('BAD_REQUEST', `request id ${r.reqId} is already in flight on this connection`, { data: { reqId: r.reqId } }))
@@ -306,24 +448,50 @@ class WsServer implements WsApi {
     }
     let request: EngineRequest
     let caller: Caller | Promise<Caller> | undefined
+    let sink: WsSink
     try {
       request = this.toEngineRequest(r)
       if (!this.o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
       caller = this.o.auth?.authenticateNow(c.token, r.app)
       if (!(caller instanceof Promise)) this.admit(c, request, caller)
+      sink = r.op === WireOp.SUBSCRIBE ? this.subscribeSink(c, r, route, startedMs) : new WsSink(c, r.reqId, route, startedMs)
     } catch (err) {
       return this.replyError(c, r.reqId, route, err)
     }
-    const sink = new WsSink(c, r.reqId, route, startedMs)
     c.inflight.set(r.reqId, sink)
     this.inflightTotal++
-    if (!(caller instanceof Promise)) return this.submit(request, sink)
+    const expiry = (cl: Caller | undefined): void => { if (sink instanceof SubscribeSink) sink.expiresAtMs = cl?.expiresAtMs ?? Infinity }
+    if (!(caller instanceof Promise)) {
+      expiry(caller)
+      return this.submit(request, sink)
+    }
     // A token not seen before (or forgotten) is verified once, off this callback; the request
     // holds its id meanwhile.
     caller.then((cl) => {
       this.admit(c, request, cl)
+      expiry(cl)
       this.submit(request, sink)
     }).catch((err: unknown) => this.failSink(sink, err))
+  }
+
+  /** Takes a place for one more subscription (429 per connection, 503 per server); the sink gives it back or uses it. */
+  private subscribeSink(c: Connection, r: WireRequest, route: string, startedMs: number): SubscribeSink {
+    const so = this.o.subscriptions!
+    if (c.subs.size + c.subscribing >= so.perConnectionMax) {
+      throw new VvmError('SUBSCRIPTIONS_LIMIT', `this connection has ${so.perConnectionMax} subscriptions (subscriptionsPerConnectionMax): unsubscribe some first`)
+    }
+    so.hub.reserve()
+    c.subscribing++
+    return new SubscribeSink(c, r.reqId, route, startedMs, r.app, so.partitionOf(r.app, r.wsid), so)
+  }
+
+  /** UNSUBSCRIBE: docId names the subscription; no push of it follows the reply. */
+  private onUnsubscribe(c: Connection, r: WireRequest, route: string): void {
+    const sub = c.subs.get(r.docId)
+    if (sub === undefined) return this.replyError(c, r.reqId, route, new NotFoundError(`subscription ${r.docId} is not active on this connection`))
+    c.endSubscription(sub, undefined)
+    this.record(route, 200, performance.now(), undefined)
+    c.sendNow(encodeReply(r.reqId, 200, 0, packValue({})))
   }
 
   /** Principal (401) and rate (429), as HTTP does them. */
@@ -350,7 +518,8 @@ class WsServer implements WsApi {
     const def = this.o.apps.get(r.app)
     if (def === undefined) throw new NotFoundError(`app ${r.app} is not deployed`)
     const kind = OP_KIND[r.op]!
-    const known = kind === 'command' ? def.commands.has(r.qname) : kind === 'query' ? def.queries.has(r.qname) : kind === 'table' ? def.tables.has(r.qname) : def.views.has(r.qname)
+    const known = kind === 'command' ? def.commands.has(r.qname) : kind === 'query' ? def.queries.has(r.qname) : kind === 'table' ? def.tables.has(r.qname)
+      : kind === 'view' ? def.views.has(r.qname) : def.tables.has(r.qname) || def.views.has(r.qname) || def.queries.has(r.qname)
     if (!known) throw new NotFoundError(`${kind} ${r.qname} is not defined in app ${r.app}`, r.qname)
     if (r.idempotencyKey !== null && r.idempotencyKey.length > this.o.idempotencyKeyBytesMax) {
       throw new BadRequestError(`the idempotency key must be 1..${this.o.idempotencyKeyBytesMax} printable ASCII characters`)
@@ -397,10 +566,32 @@ class WsServer implements WsApi {
     // A short idle timeout shortens the wait for HELLO too: a socket that says nothing is idle.
     const helloMs = idleMs > 0 ? Math.min(HELLO_TIMEOUT_MS, idleMs) : HELLO_TIMEOUT_MS
     for (const c of this.connections) {
+      if (c.subs.size > 0) this.checkSubscriptionTokens(c, now)
       if (!c.helloDone) {
         if (now - c.openedMs > helloMs) c.end(CloseCode.HELLO_TIMEOUT, `no HELLO within ${helloMs} ms`)
       } else if (idleMs > 0 && c.inflight.size === 0 && now - c.lastFrameMs > idleMs) {
         c.end(CloseCode.IDLE_TIMEOUT, `idle for ${this.o.idleTimeoutS} s`)
+      }
+    }
+  }
+
+  /**
+   * A subscription whose token has expired lives on if the connection's current token (AUTH may
+   * have replaced it) is valid for its app; otherwise it ends with TOKEN_EXPIRED.
+   */
+  private checkSubscriptionTokens(c: Connection, now: number): void {
+    const auth = this.o.auth
+    for (const sub of [...c.subs.values()]) {
+      if (sub.expiresAtMs > now) continue
+      sub.expiresAtMs = Infinity
+      const renewed = (cl: Caller | undefined): void => { sub.expiresAtMs = cl?.expiresAtMs ?? Infinity }
+      const expired = (err: unknown): void => c.endSubscription(sub, toVvmError(err))
+      try {
+        const cl = auth?.authenticateNow(c.token, sub.app)
+        if (cl instanceof Promise) cl.then(renewed, expired)
+        else renewed(cl)
+      } catch (err) {
+        expired(err)
       }
     }
   }
@@ -433,6 +624,23 @@ function toMsgpackBody(body: Uint8Array): Uint8Array {
     // Not JSON after all: a MessagePack body that starts with the integer 123 is passed on as is.
     return body
   }
+}
+
+/**
+ * The worker's SUBSCRIBE body `{offset, resumed, rows|diffs}` with `subscription` added: a
+ * MessagePack fixmap gets one more entry in front, without decoding the rows.
+ */
+function withSubscriptionId(body: Uint8Array, id: number): Uint8Array {
+  const head = body[0]!
+  if (head < 0x80 || head >= 0x8f) {
+    return packValue({ subscription: id, ...(unpackFrame(body) as Record<string, unknown>) })
+  }
+  const entry = packValue(['subscription', id]).subarray(1)
+  const out = new Uint8Array(body.byteLength + entry.byteLength)
+  out[0] = head + 1
+  out.set(entry, 1)
+  out.set(body.subarray(1), 1 + entry.byteLength)
+  return out
 }
 
 /** Why 123: a close frame's payload is at most 125 bytes, 2 of them the code. Cut on a character boundary. */

@@ -18,10 +18,19 @@ export const Op = {
   DOC_GET: 11,
   CDOCS: 12,
   VIEW: 13,
+  /**
+   * Subscribe to a read (docs/subscriptions.md): a view range, a cdocs collection, one doc or a
+   * query, by the qname's kind. Served by the workspace's partition worker, between batches.
+   */
+  SUBSCRIBE: 20,
+  /** Release subscription groups: body is an array of group ids, one reference each. */
+  UNSUBSCRIBE: 21,
 } as const
 export type OpCode = (typeof Op)[keyof typeof Op]
 
 export const isWriteOp = (op: number): boolean => op < Op.QUERY
+/** Subscription ops go to the partition worker (which sees every commit), never to the query pool. */
+export const isSubscriptionOp = (op: number): boolean => op === Op.SUBSCRIBE || op === Op.UNSUBSCRIBE
 
 export const ReplyFormat = {
   /** Voedger API v2 JSON. */
@@ -73,7 +82,23 @@ export interface EngineReply {
   /** Rendered body in the request's format. */
   body: Uint8Array
   retryAfterS: number
+  /** SUBSCRIBE: the subscription group the request joined (its pushes name it). */
+  groupId?: number
 }
+
+/**
+ * A partition worker's push for one subscription group, on the reply ring: a diff (body is the
+ * MessagePack of `{type: "diff", fromOffset, toOffset, ops, order?}`, encoded once for all the
+ * group's subscribers) or the group's end (`{type: "end", status, code, message}`).
+ */
+export interface EnginePush {
+  groupId: number
+  end: boolean
+  body: Uint8Array
+}
+
+/** Element 0 of a push on the reply ring: no request id is negative. */
+const PUSH_MARK = -1
 
 const codec = new Packr({ useRecords: false, mapsAsObjects: true })
 
@@ -97,10 +122,24 @@ function decodePrincipal(v: unknown): Principal | undefined {
 }
 
 export function encodeReply(r: EngineReply): Uint8Array {
-  return codec.pack([r.reqId, r.status, r.body, r.retryAfterS])
+  return codec.pack(r.groupId === undefined ? [r.reqId, r.status, r.body, r.retryAfterS] : [r.reqId, r.status, r.body, r.retryAfterS, r.groupId])
+}
+
+export function encodePush(p: EnginePush): Uint8Array {
+  return codec.pack([PUSH_MARK, p.groupId, p.end, p.body])
+}
+
+/** A frame of the reply ring: a reply to a request, or a subscription push. */
+export function decodeReplyFrame(bytes: Uint8Array): EngineReply | EnginePush {
+  const a = codec.unpack(bytes) as unknown[]
+  if (a[0] === PUSH_MARK) return { groupId: a[1] as number, end: a[2] as boolean, body: a[3] as Uint8Array }
+  return { reqId: a[0] as number, status: a[1] as number, body: a[2] as Uint8Array, retryAfterS: a[3] as number, groupId: a[4] as number | undefined }
 }
 
 export function decodeReply(bytes: Uint8Array): EngineReply {
-  const a = codec.unpack(bytes) as unknown[]
-  return { reqId: a[0] as number, status: a[1] as number, body: a[2] as Uint8Array, retryAfterS: a[3] as number }
+  const r = decodeReplyFrame(bytes)
+  if (!('reqId' in r)) throw new Error('a push where a reply was expected')
+  return r
 }
+
+export const isPush = (f: EngineReply | EnginePush): f is EnginePush => !('reqId' in f)

@@ -17,6 +17,10 @@ export const ErrorCodes = {
   GONE: 410,
   TOO_LARGE: 413,
   RATE_LIMITED: 429,
+  /** A connection has as many subscriptions as `subscriptionsPerConnectionMax` allows. */
+  SUBSCRIPTIONS_LIMIT: 429,
+  /** A subscriber fell too far behind; its pending diffs were dropped: subscribe again (fresh snapshot). */
+  RESYNC: 409,
   INTERNAL: 500,
   BUSY: 503,
   TIMEOUT: 503,

@@ -25,7 +25,11 @@ export const Stat = {
   ACTUALIZER_LAG_BASE: 8,
   ACTUALIZERS_MAX: 64,
   ENGINE_REPLACED: 72,
-  SLOTS: 73,
+  /** Subscription groups this partition keeps, evaluations run, diffs produced. */
+  SUB_GROUPS: 73,
+  SUB_EVALUATIONS: 74,
+  SUB_DIFFS: 75,
+  SLOTS: 76,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */
@@ -49,6 +53,13 @@ export interface PartitionOptions {
   batchCommandsMax: number
   wsHeadsCachedMax: number
   recordsCachedMax: number
+  subscriptions: {
+    groupsMax: number
+    rowsMax: number
+    historyDiffsMax: number
+    historyBytesMax: number
+    graceMs: number
+  }
 }
 
 export interface PartitionWorkerData {

@@ -4,7 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads'
 import { loadApp } from '../shared/app-loader.js'
-import { Op, ReplyFormat, decodeRequest, encodeReply, isWriteOp, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
+import { Op, ReplyFormat, decodeRequest, encodePush, encodeReply, isWriteOp, type EnginePush, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
 import { appWorkspaceOf } from '../shared/layout.js'
 import { PartitionDeployment } from './actualizer/deployment.js'
 import { VvmError } from '../shared/errors.js'
@@ -17,6 +17,8 @@ import { PartitionState } from './command/partition-state.js'
 import { committerFor } from './command/commit.js'
 import { QueryProcessor } from './query/query-processor.js'
 import { WasmRunner } from './wasm/wasm-runner.js'
+import { SubscriptionGroups } from './subscriptions/groups.js'
+import { ObservedStorage } from './subscriptions/read-set.js'
 
 const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
@@ -35,7 +37,13 @@ async function main(): Promise<void> {
   const requests = new RingConsumer(data.requestRing)
   const replies = new RingProducer(data.replyRing)
   const provider = await openStorageProvider(data.storage)
-  const storage = await provider.appStorage(data.appQName)
+  // Every write of this worker (commits, actualizers) is reported to the subscription groups.
+  let subs: SubscriptionGroups | undefined
+  const storage = new ObservedStorage(await provider.appStorage(data.appQName), (items) => {
+    if (subs === undefined) return
+    subs.noteWrites(items)
+    if (subs.hasDirty) requests.interruptWait()
+  })
   const app = await loadApp(data.appUrl)
   const part = new PartitionState(storage, data.partition, data.options)
   // A commit interrupted by a crash is completed before anything else reads the partition.
@@ -45,8 +53,8 @@ async function main(): Promise<void> {
   const logError = (stage: string, err: unknown): void => {
     post({ type: 'log', level: 'error', msg: `partition ${data.partition}: ${stage}: ${(err as Error)?.stack ?? String(err)}` })
   }
-  // Engine pools for the kinds this worker runs: queries too when it serves the reads (mem).
-  const extensions = await WasmRunner.start([{ app, url: data.appUrl }], provider.sharedAcrossThreads ? ['command', 'projector'] : ['command', 'projector', 'query'], data.options.wasm)
+  // Engine pools for the kinds this worker runs: queries too, for subscriptions (and, with mem, all reads).
+  const extensions = await WasmRunner.start([{ app, url: data.appUrl }], ['command', 'projector', 'query'], data.options.wasm)
   const processor = new CommandProcessor(app, part, storage, {
     idempotencyTtlSeconds: data.options.idempotencyTtlSeconds,
     committer,
@@ -54,7 +62,10 @@ async function main(): Promise<void> {
   }, extensions)
   // With a storage that is not shared across threads (mem), this worker also serves the reads
   // of its workspaces; otherwise reads go to the query pool and never arrive here.
-  const queries = provider.sharedAcrossThreads ? undefined : new QueryProcessor(new Map([[app.qname, app]]), () => storage, extensions)
+  const apps = new Map([[app.qname, app]])
+  const reads = new QueryProcessor(apps, () => storage, extensions)
+  const queries = provider.sharedAcrossThreads ? undefined : reads
+  subs = new SubscriptionGroups(part, reads, (qname) => (qname === processor.app?.qname ? processor.app : undefined), data.options.subscriptions)
   // Jobs due are queued here and run through the command path; at most one pending run per job.
   const jobsDue: EngineRequest[] = []
   const jobsPending = new Set<string>()
@@ -84,9 +95,13 @@ async function main(): Promise<void> {
         await extensions.deploy({ app: next, url: m.appUrl })
         await deployment.deploy(next, part.plogOffset)
         processor.app = next
+        apps.set(next.qname, next)
       } else {
         await deployment.undeploy()
         processor.app = undefined
+        apps.delete(data.appQName)
+        endedGroups.push(...subs!.endAll(new VvmError('NOT_FOUND', `app ${data.appQName} was undeployed`)))
+        requests.interruptWait()
       }
       post({ type: 'deployed', seq: m.seq })
     } catch (err) {
@@ -98,6 +113,17 @@ async function main(): Promise<void> {
 
   const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
   const batch: EngineRequest[] = []
+  const endedGroups: EnginePush[] = []
+  const tooLarge = (bytes: number): VvmError =>
+    new VvmError('TOO_LARGE', `a subscription message of ${bytes} bytes exceeds the ring frame limit of ${replies.frameBytesMax} bytes: narrow the subscription`)
+  // A snapshot too large for the ring: the reference it took is given back, the subscriber gets 413.
+  const fitSubscribeReply = (r: EngineReply, req: EngineRequest): EngineReply => {
+    const bytes = encodeReply(r).byteLength
+    if (bytes <= replies.frameBytesMax || r.groupId === undefined) return r
+    subs!.releaseOne(r.groupId, Date.now())
+    const e = tooLarge(bytes)
+    return { reqId: r.reqId, status: e.status, body: renderError(req.format, e), retryAfterS: 0 }
+  }
   const onFrame = (f: Uint8Array): void => { batch.push(decodeRequest(f)) }
   const publishLags = (): void => {
     const u = extensions.usage()
@@ -112,7 +138,7 @@ async function main(): Promise<void> {
   stats[Stat.PLOG_OFFSET] = part.plogOffset
   post({ type: 'ready', plogOffset: part.plogOffset })
   for (;;) {
-    if (!requests.hasData() && jobsDue.length === 0) {
+    if (!requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0) {
       if (Atomics.load(control, Control.SHUTDOWN) !== 0) break
       await requests.waitForData(IDLE_WAIT_MS)
       continue
@@ -122,10 +148,24 @@ async function main(): Promise<void> {
     for (const j of jobsDue.splice(0)) batch.push(j)
     const writes = batch.filter((r) => isWriteOp(r.op))
     const out = await processor.processBatch(writes, batchStats)
+    // The batch is durable: the subscriptions it changed are evaluated now, and their diffs go
+    // out before its replies (a client sees its command's effect before the command's reply).
+    const pushes = endedGroups.splice(0)
+    pushes.push(...(await subs.settle(Date.now())))
     for (const r of batch) {
       if (isWriteOp(r.op)) continue
-      out.push(queries !== undefined ? await queries.run(r) : misrouted(r))
+      if (r.op === Op.SUBSCRIBE) out.push(fitSubscribeReply(await subs.subscribe(r, Date.now()), r))
+      else if (r.op === Op.UNSUBSCRIBE) out.push(subs.release(r, Date.now()))
+      else out.push(queries !== undefined ? await queries.run(r) : misrouted(r))
     }
+    const ss = subs.stats()
+    stats[Stat.SUB_GROUPS] = ss.groups
+    stats[Stat.SUB_EVALUATIONS] = ss.evaluations
+    stats[Stat.SUB_DIFFS] = ss.diffs
+    await sendFrames(replies, pushes.map((p) => {
+      const bytes = encodePush(p)
+      return bytes.byteLength <= replies.frameBytesMax ? bytes : encodePush(subs!.endGroup(p.groupId, tooLarge(bytes.byteLength)))
+    }))
     stats[Stat.BATCHES] += 1
     stats[Stat.LAST_BATCH_SIZE] = batch.length
     stats[Stat.COMMANDS] = batchStats.commands
@@ -152,12 +192,16 @@ async function main(): Promise<void> {
 }
 
 async function sendReplies(ring: RingProducer, out: readonly EngineReply[]): Promise<void> {
-  for (const r of out) {
-    let bytes = encodeReply(r)
-    if (bytes.byteLength > ring.frameBytesMax) {
-      const e = new VvmError('TOO_LARGE', `the reply of ${bytes.byteLength} bytes exceeds the ring frame limit of ${ring.frameBytesMax} bytes: read fewer rows`)
-      bytes = encodeReply({ reqId: r.reqId, status: e.status, body: renderError(0, e), retryAfterS: 0 })
-    }
+  await sendFrames(ring, out.map((r) => {
+    const bytes = encodeReply(r)
+    if (bytes.byteLength <= ring.frameBytesMax) return bytes
+    const e = new VvmError('TOO_LARGE', `the reply of ${bytes.byteLength} bytes exceeds the ring frame limit of ${ring.frameBytesMax} bytes: read fewer rows`)
+    return encodeReply({ reqId: r.reqId, status: e.status, body: renderError(0, e), retryAfterS: 0 })
+  }))
+}
+
+async function sendFrames(ring: RingProducer, frames: readonly Uint8Array[]): Promise<void> {
+  for (const bytes of frames) {
     // Acknowledged commands are never dropped: wait for the main thread to drain.
     while (!ring.tryWrite(bytes)) {
       ring.publish()

@@ -26,6 +26,8 @@ export interface WireParams {
   limit?: number
   skip?: number
   keys?: string
+  /** A query's arguments where the body is taken (SUBSCRIBE to a query; QUERY prefers them to the body). */
+  args?: Record<string, unknown>
 }
 
 export interface WireRequest {
@@ -71,7 +73,7 @@ export type ServerFrame =
 
 /** What each op carries. The server enforces it; the SDK builds frames that follow it. */
 export interface OpRule {
-  docId: 'required' | 'none'
+  docId: 'required' | 'none' | 'optional'
   body: 'map' | 'none'
   params: boolean
   idempotencyKey: boolean
@@ -87,7 +89,14 @@ export const OP_RULES: Readonly<Record<number, OpRule>> = {
   [WireOp.DOC_GET]: { docId: 'required', body: 'none', params: false, idempotencyKey: false, write: false },
   [WireOp.CDOCS]: { docId: 'none', body: 'none', params: true, idempotencyKey: false, write: false },
   [WireOp.VIEW]: { docId: 'none', body: 'none', params: true, idempotencyKey: false, write: false },
+  // Version 2: docId subscribes to one doc of a table; body {resumeFrom?}.
+  [WireOp.SUBSCRIBE]: { docId: 'optional', body: 'map', params: true, idempotencyKey: false, write: false },
+  // Version 2: docId is the subscription id.
+  [WireOp.UNSUBSCRIBE]: { docId: 'required', body: 'none', params: false, idempotencyKey: false, write: false },
 }
+
+/** The first protocol version that serves an op (older ones answer 400). */
+export const OP_SINCE_VERSION: Readonly<Record<number, number>> = { [WireOp.SUBSCRIBE]: 2, [WireOp.UNSUBSCRIBE]: 2 }
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true })
 // int64 values within 2^53 become numbers, larger ones BigInt (refused by checkPlain); binary
@@ -207,7 +216,7 @@ function writeUint(out: Uint8Array, p: number, n: number): number {
 
 const QNAME_RE = /^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$/
 const PRINTABLE_ASCII_RE = /^[\x21-\x7e]+$/
-const PARAM_KEYS = new Set(['where', 'order', 'limit', 'skip', 'keys'])
+const PARAM_KEYS = new Set(['where', 'order', 'limit', 'skip', 'keys', 'args'])
 /** Why 10^9: as the HTTP API, which accepts up to nine digits. */
 const PARAM_INT_MAX = 999_999_999
 
@@ -299,6 +308,11 @@ function decodeParams(params: unknown, rule: OpRule, op: number, fail: (m: strin
     const problem = checkPlain(p.where, 0)
     if (problem !== undefined) fail(`params.where: ${problem}`)
   }
+  if (p.args !== undefined && p.args !== null) {
+    if (!isMap(p.args)) fail('params.args must be a map')
+    const problem = checkPlain(p.args, 0)
+    if (problem !== undefined) fail(`params.args: ${problem}`)
+  }
   for (const k of ['order', 'keys'] as const) if (p[k] !== undefined && p[k] !== null && typeof p[k] !== 'string') fail(`params.${k} must be a string`)
   for (const k of ['limit', 'skip'] as const) if (p[k] !== undefined && p[k] !== null && !isUint(p[k], PARAM_INT_MAX)) fail(`params.${k} must be an integer 0..${PARAM_INT_MAX}`)
   const out: WireParams = {}
@@ -307,6 +321,7 @@ function decodeParams(params: unknown, rule: OpRule, op: number, fail: (m: strin
   if (typeof p.keys === 'string') out.keys = p.keys
   if (typeof p.limit === 'number') out.limit = p.limit
   if (typeof p.skip === 'number') out.skip = p.skip
+  if (p.args !== undefined && p.args !== null) out.args = p.args as Record<string, unknown>
   return out
 }
 

@@ -2,7 +2,7 @@
 // the default limits. They are the wire contract: never renumber, only add.
 
 /** Versions this build speaks, newest first. A hello proposes some; the server picks the highest common one. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1]
+export const PROTOCOL_VERSIONS: readonly number[] = [2, 1]
 
 /** Element 0 of every frame. */
 export const FrameType = {
@@ -18,7 +18,7 @@ export const FrameType = {
   PING: 5,
   /** server → client: `[6, pingId, serverTimeMs]` */
   PONG: 6,
-  /** server → client, reserved for subscriptions: `[7, subscriptionId, seq, body]` */
+  /** server → client, a subscription's diff or end (version 2): `[7, subscriptionId, seq, body]` */
   PUSH: 7,
   /** client → server, a new token for this connection (re-auth): `[8, reqId, token, options]`, answered by REPLY */
   AUTH: 8,
@@ -35,9 +35,9 @@ export const WireOp = {
   DOC_GET: 11,
   CDOCS: 12,
   VIEW: 13,
-  /** Reserved: subscribe to a query or view; the reply will carry a subscriptionId for PUSH frames. */
+  /** Version 2: subscribe to a view, a cdocs collection, one doc or a query; the reply carries the subscription id of its PUSH frames. */
   SUBSCRIBE: 20,
-  /** Reserved: end a subscription. */
+  /** Version 2: end a subscription (docId = subscription id). */
   UNSUBSCRIBE: 21,
 } as const
 export type WireOpCode = (typeof WireOp)[keyof typeof WireOp]
@@ -98,4 +98,8 @@ export interface ServerLimits {
   idleTimeoutS: number
   /** Longest idempotency key. */
   idempotencyKeyBytesMax: number
+  /** Version 2: subscriptions of one connection at most; more get 429 SUBSCRIPTIONS_LIMIT. */
+  subscriptionsMax?: number
+  /** Version 2: changed rows held for a subscription that is not read; past it the subscription ends with RESYNC. */
+  subscriptionPendingOpsMax?: number
 }

@@ -45,7 +45,7 @@ export class QueryProcessor {
   }
 
   /** The caller's roles in the workspace: its token's, the grants stored here, `public`. */
-  private async principalOf(storage: IAppStorage, req: EngineRequest): Promise<Principal> {
+  async principalOf(storage: IAppStorage, req: EngineRequest): Promise<Principal> {
     const given = req.principal ?? ANONYMOUS
     if (!needsStoredGrants(given)) return effectiveRoles(given, [])
     const k = grantsKey(req.wsid, given.login)
@@ -54,27 +54,49 @@ export class QueryProcessor {
   }
 
   private async dispatch(app: AppDef, storage: IAppStorage, req: EngineRequest, p: Principal): Promise<Uint8Array> {
+    const read = await this.read(app, storage, req, p)
+    if (!Array.isArray(read)) {
+      if (read === undefined) throw new NotFoundError(`${req.qname} ${req.id} not found in workspace ${req.wsid}`, req.qname)
+      return renderObject(req.format, read)
+    }
+    return renderResults(req.format, read)
+  }
+
+  /**
+   * What a subscription sees of a read (docs/subscriptions.md): its rows, unrendered, with the
+   * caller's rights applied. One doc is a list of zero or one rows (a missing doc is no error).
+   * Every storage read goes through `storage`, so a tracking storage learns the read set.
+   */
+  async rowsOf(storage: IAppStorage, req: EngineRequest): Promise<Row[]> {
+    const app = this.apps.get(req.app)
+    if (app === undefined) throw new NotFoundError(`app ${req.app} is not deployed`)
+    const read = await this.read(app, storage, req, await this.principalOf(storage, req))
+    return Array.isArray(read) ? read : read === undefined ? [] : [read]
+  }
+
+  /** One doc (undefined: not found) or the rows of a collection, view or query. */
+  private async read(app: AppDef, storage: IAppStorage, req: EngineRequest, p: Principal): Promise<Row | undefined | Row[]> {
     const state = new StorageReadState(app, storage, req.wsid, p)
     switch (req.op) {
       case Op.DOC_GET: {
         if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
         const allowed = authorize(app, p, 'select', req.qname, req.wsid)
         const row = await state.record(req.id)
-        if (row === undefined || row['sys.QName'] !== req.qname) throw new NotFoundError(`${req.qname} ${req.id} not found in workspace ${req.wsid}`, req.qname)
-        return renderObject(req.format, allowed === null ? row : projectRow(row, allowed))
+        if (row === undefined || row['sys.QName'] !== req.qname) return undefined
+        return allowed === null ? row : projectRow(row, allowed)
       }
       case Op.CDOCS: {
         if (!app.tables.has(req.qname)) throw new NotFoundError(`table ${req.qname} is not defined in app ${app.qname}`, req.qname)
         const c = parseConstraints(req.params)
         const allowed = authorize(app, p, 'select', req.qname, req.wsid, fieldsUsed(c))
-        return renderResults(req.format, cut(await this.collection(storage, req.wsid, req.qname, c), allowed))
+        return cut(await this.collection(storage, req.wsid, req.qname, c), allowed)
       }
       case Op.VIEW: {
         const view = app.views.get(req.qname)
         if (view === undefined) throw new NotFoundError(`view ${req.qname} is not defined in app ${app.qname}`, req.qname)
         const c = parseConstraints(req.params)
         const allowed = authorize(app, p, 'select', req.qname, req.wsid, fieldsUsed(c))
-        return renderResults(req.format, cut(await this.viewRows(storage, view, req.wsid, c), allowed))
+        return cut(await this.viewRows(storage, view, req.wsid, c), allowed)
       }
       case Op.QUERY: {
         const q = app.queries.get(req.qname)
@@ -89,7 +111,7 @@ export class QueryProcessor {
           if (c.filter(r)) rows.push(r)
           if (rows.length > SCAN_ROWS_MAX) throw new BadRequestError(`query ${req.qname} yields more than ${SCAN_ROWS_MAX} rows`, req.qname)
         }
-        return renderResults(req.format, finishRows(rows, c))
+        return finishRows(rows, c)
       }
       default:
         throw new BadRequestError(`operation ${req.op} is not a read`)

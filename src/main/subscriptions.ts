@@ -1,0 +1,229 @@
+// The main thread's side of subscriptions (docs/subscriptions.md): which subscribers share each
+// partition's subscription groups, the fan-out of a group's push to all of them, and the release
+// of group references when subscribers go. Groups themselves (evaluation, diffs, history) live in
+// the partition workers; a push arrives here once per group and is delivered to each subscriber
+// as the same encoded body under the subscriber's own header.
+//
+// Bounds: subscribers per server (`subscriptionsMax`, 503 past it); per connection and pending
+// diffs per subscriber are the transports' (ws-api, SSE), with the coalescing of PendingDiff.
+
+import type { EnginePush, EngineRequest } from '../shared/engine-messages.js'
+import { Op, ReplyFormat } from '../shared/engine-messages.js'
+import { BusyError, VvmError } from '../shared/errors.js'
+import { packValue, unpackFrame } from '../shared/protocol/index.js'
+
+export type RowKey = string | number
+
+export interface DiffOp {
+  op: 'put' | 'update' | 'delete'
+  key: RowKey
+  row?: Record<string, unknown>
+}
+
+export interface Diff {
+  type: 'diff'
+  fromOffset: number
+  toOffset: number
+  ops: DiffOp[]
+  order?: RowKey[]
+}
+
+export interface End {
+  type: 'end'
+  status: number
+  code: string
+  message: string
+}
+
+/** One push of a group, shared by its subscribers; decoded and transcoded at most once. */
+export class Push {
+  private decodedValue: Diff | End | undefined
+  private jsonValue: string | undefined
+
+  constructor(readonly end: boolean, readonly body: Uint8Array) {}
+
+  get decoded(): Diff | End {
+    return (this.decodedValue ??= unpackFrame(this.body) as Diff | End)
+  }
+
+  get json(): string {
+    return (this.jsonValue ??= JSON.stringify(this.decoded))
+  }
+}
+
+export interface Subscriber {
+  /** A diff of its group, or the group's end (the subscriber is then gone from the hub). */
+  deliver(p: Push): void
+}
+
+/** Where releases go: the partition worker of (app, partition). Throws BusyError when its ring is full. */
+export type SubmitToPartition = (app: string, partition: number, req: EngineRequest, onReply: (status: number) => void) => void
+
+export interface SubscriptionHubOptions {
+  subscriptionsMax: number
+  submit: SubmitToPartition
+  log: (level: 'warn' | 'error', msg: string) => void
+}
+
+/** Why 100 ms: a partition whose ring was full a moment ago has drained by then. */
+const RELEASE_RETRY_MS = 100
+
+const groupRef = (app: string, partition: number, groupId: number): string => `${app}\u0000${partition}\u0000${groupId}`
+
+export class SubscriptionHub {
+  private readonly groups = new Map<string, Set<Subscriber>>()
+  /** Subscribers plus subscribes under way. */
+  private taken = 0
+  private readonly releases = new Map<string, { app: string; partition: number; ids: number[] }>()
+  private releaseTimer: NodeJS.Timeout | undefined
+  /** Pushes delivered to subscribers (one group push counts once per subscriber). */
+  delivered = 0
+
+  constructor(private readonly o: SubscriptionHubOptions) {}
+
+  get subscribers(): number {
+    return this.taken
+  }
+
+  /** A place for one more subscriber, or 503 at `subscriptionsMax`. Give it back with `unreserve` or use it in `add`. */
+  reserve(): void {
+    if (this.taken >= this.o.subscriptionsMax) throw new BusyError(`the server has ${this.o.subscriptionsMax} subscriptions (subscriptionsMax)`)
+    this.taken++
+  }
+
+  unreserve(): void {
+    this.taken--
+  }
+
+  /** A reserved place becomes a subscriber of a group. */
+  add(app: string, partition: number, groupId: number, s: Subscriber): void {
+    const ref = groupRef(app, partition, groupId)
+    let set = this.groups.get(ref)
+    if (set === undefined) this.groups.set(ref, (set = new Set()))
+    set.add(s)
+  }
+
+  /** A subscriber leaves: its reference to the group is released in the worker. */
+  remove(app: string, partition: number, groupId: number, s: Subscriber): void {
+    const ref = groupRef(app, partition, groupId)
+    const set = this.groups.get(ref)
+    if (set === undefined || !set.delete(s)) return
+    if (set.size === 0) this.groups.delete(ref)
+    this.taken--
+    this.release(app, partition, groupId)
+  }
+
+  /** A group reference nobody will use (the subscriber left before its reply). */
+  release(app: string, partition: number, groupId: number): void {
+    const k = `${app}\u0000${partition}`
+    let r = this.releases.get(k)
+    if (r === undefined) this.releases.set(k, (r = { app, partition, ids: [] }))
+    r.ids.push(groupId)
+    this.releaseTimer ??= setTimeout(() => this.flushReleases(), 0)
+  }
+
+  /** A push from a partition worker: to every subscriber of the group. */
+  onPush(app: string, partition: number, p: EnginePush): void {
+    const ref = groupRef(app, partition, p.groupId)
+    const set = this.groups.get(ref)
+    if (set === undefined) return
+    const push = new Push(p.end, p.body)
+    if (p.end) {
+      this.groups.delete(ref)
+      this.taken -= set.size
+    }
+    for (const s of set) {
+      this.delivered++
+      s.deliver(push)
+    }
+  }
+
+  /** A partition stopped (shutdown, crash, handed over): its groups are gone; subscribers get an end. */
+  partitionGone(app: string, partition: number, e: VvmError): void {
+    const prefix = `${app}\u0000${partition}\u0000`
+    const push = new Push(true, encodeEnd(e))
+    for (const [ref, set] of this.groups) {
+      if (!ref.startsWith(prefix)) continue
+      this.groups.delete(ref)
+      this.taken -= set.size
+      for (const s of set) s.deliver(push)
+    }
+    this.releases.delete(`${app}\u0000${partition}`)
+  }
+
+  groupsServed(): number {
+    return this.groups.size
+  }
+
+  private flushReleases(): void {
+    this.releaseTimer = undefined
+    for (const [k, r] of this.releases) {
+      const req: EngineRequest = {
+        reqId: 0, op: Op.UNSUBSCRIBE, format: ReplyFormat.MSGPACK, app: r.app, wsid: 0, qname: '', id: 0,
+        idempotencyKey: null, body: r.ids, params: null,
+      }
+      try {
+        this.o.submit(r.app, r.partition, req, (status) => {
+          if (status >= 300 && status !== 503) this.o.log('warn', `subscriptions: releasing groups of ${r.app} p${r.partition} answered ${status}`)
+        })
+        this.releases.delete(k)
+      } catch (err) {
+        if (!(err instanceof BusyError)) {
+          // The partition is not here any more: its groups went with it.
+          this.releases.delete(k)
+          continue
+        }
+        this.releaseTimer ??= setTimeout(() => this.flushReleases(), RELEASE_RETRY_MS)
+      }
+    }
+  }
+}
+
+export function encodeEnd(e: VvmError): Uint8Array {
+  const end: End = { type: 'end', status: e.status, code: e.code, message: e.message }
+  return packValue(end)
+}
+
+/**
+ * The diffs a slow subscriber has not been sent, composed into one (same key: the later op wins,
+ * a put then a delete cancel out). Its size is the number of keys it changes.
+ */
+export class PendingDiff {
+  fromOffset = -1
+  toOffset = -1
+  private readonly ops = new Map<RowKey, DiffOp>()
+  private order: RowKey[] | undefined
+
+  get size(): number {
+    return this.ops.size
+  }
+
+  add(d: Diff): void {
+    if (this.fromOffset < 0) this.fromOffset = d.fromOffset
+    this.toOffset = d.toOffset
+    if (d.order !== undefined) this.order = d.order
+    for (const op of d.ops) {
+      const prev = this.ops.get(op.key)
+      if (prev === undefined) {
+        this.ops.set(op.key, op)
+      } else if (prev.op === 'put') {
+        if (op.op === 'delete') this.ops.delete(op.key)
+        else this.ops.set(op.key, { op: 'put', key: op.key, row: op.row })
+      } else if (prev.op === 'delete') {
+        this.ops.set(op.key, op.op === 'delete' ? op : { op: 'update', key: op.key, row: op.row })
+      } else {
+        this.ops.set(op.key, op.op === 'delete' ? op : { op: 'update', key: op.key, row: op.row })
+      }
+    }
+  }
+
+  toDiff(): Diff {
+    const d: Diff = { type: 'diff', fromOffset: this.fromOffset, toOffset: this.toOffset, ops: [...this.ops.values()] }
+    if (this.order !== undefined) d.order = this.order
+    return d
+  }
+}
+
+/** Errors that end a subscription, each with one meaning (docs/subscriptions.md). */
+export const resyncError = (pendingMax: number): VvmError =>
+  new VvmError('RESYNC', `the subscriber fell more than ${pendingMax} changed rows behind (subscriptionPendingOpsMax): subscribe again for a fresh snapshot`)

@@ -22,7 +22,10 @@ export interface DiffOp {
 export type SubscriptionEvent =
   /** The whole result at `offset` (a WLog offset of the workspace). */
   | { type: 'snapshot'; offset: number; rows: Row[]; keys: RowKey[]; cause: 'subscribe' | 'reconnect' | 'resync' }
-  /** What changed between two offsets: apply `ops`, then take `order` (when given) as the rows' order. */
+  /**
+   * What changed between two offsets: apply `ops`; the rows' order is then `order` when given,
+   * else the previous order without the deleted keys, followed by the put keys in op order.
+   */
   | { type: 'diff'; fromOffset: number; toOffset: number; ops: DiffOp[]; order?: RowKey[] }
 
 /** What to subscribe to: one of view, cdocs, doc or query. */
@@ -235,11 +238,24 @@ export class LiveRows {
       this.offset = e.offset
       return
     }
+    const deleted = new Set<RowKey>()
+    const put: RowKey[] = []
     for (const op of e.ops) {
-      if (op.op === 'delete') this.byKey.delete(op.key)
-      else this.byKey.set(op.key, op.row!)
+      if (op.op === 'delete') {
+        this.byKey.delete(op.key)
+        deleted.add(op.key)
+      } else {
+        if (op.op === 'put') put.push(op.key)
+        this.byKey.set(op.key, op.row!)
+      }
     }
-    if (e.order !== undefined) this.order = [...e.order]
+    if (e.order !== undefined) {
+      this.order = [...e.order]
+    } else if (deleted.size > 0 || put.length > 0) {
+      // Without `order`: the deleted keys go, the put keys follow the others in op order.
+      if (deleted.size > 0) this.order = this.order.filter((k) => !deleted.has(k))
+      this.order.push(...put)
+    }
     this.offset = e.toOffset
   }
 }

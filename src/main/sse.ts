@@ -134,7 +134,7 @@ class SseSubscription implements Subscriber {
     }
     const pending = (this.pending ??= new PendingDiff())
     pending.add(d)
-    if (pending.size > this.o.pendingOpsMax) this.finish(resyncError(this.o.pendingOpsMax))
+    if (pending.size > this.o.pendingOpsMax || pending.broken) this.finish(resyncError(this.o.pendingOpsMax))
   }
 
   write(chunk: string | Buffer): void {

@@ -185,13 +185,20 @@ export function encodeEnd(e: VvmError): Uint8Array {
 }
 
 /**
- * The diffs a slow subscriber has not been sent, composed into one (same key: the later op wins,
- * a put then a delete cancel out). Its size is the number of keys it changes.
+ * The diffs a slow subscriber has not been sent, composed into one: per key the later op wins
+ * (put then update is a put, put then delete is nothing, update then delete is a delete). The
+ * order composes too: a diff's `order` replaces it, a diff without one removes its deleted keys
+ * and appends its put keys. One case cannot be composed without the rows it does not hold — a
+ * key deleted and put again while unknown order is pending moves to the end — and makes the
+ * pending diff `broken`: the subscriber is then resynced rather than sent a wrong order.
+ * Its size is the number of keys it changes.
  */
 export class PendingDiff {
   fromOffset = -1
   toOffset = -1
+  broken = false
   private readonly ops = new Map<RowKey, DiffOp>()
+  /** The full order once a diff carried one (kept current by later diffs). */
   private order: RowKey[] | undefined
 
   get size(): number {
@@ -201,7 +208,6 @@ export class PendingDiff {
   add(d: Diff): void {
     if (this.fromOffset < 0) this.fromOffset = d.fromOffset
     this.toOffset = d.toOffset
-    if (d.order !== undefined) this.order = d.order
     for (const op of d.ops) {
       const prev = this.ops.get(op.key)
       if (prev === undefined) {
@@ -210,10 +216,19 @@ export class PendingDiff {
         if (op.op === 'delete') this.ops.delete(op.key)
         else this.ops.set(op.key, { op: 'put', key: op.key, row: op.row })
       } else if (prev.op === 'delete') {
+        if (op.op === 'put' && this.order === undefined && d.order === undefined) this.broken = true
+        // Still a delete then a put in the pending order: re-inserted after the other puts.
+        this.ops.delete(op.key)
         this.ops.set(op.key, op.op === 'delete' ? op : { op: 'update', key: op.key, row: op.row })
       } else {
         this.ops.set(op.key, op.op === 'delete' ? op : { op: 'update', key: op.key, row: op.row })
       }
+    }
+    if (d.order !== undefined) this.order = [...d.order]
+    else if (this.order !== undefined) {
+      const deleted = new Set(d.ops.filter((o) => o.op === 'delete').map((o) => o.key))
+      this.order = this.order.filter((k) => !deleted.has(k))
+      for (const o of d.ops) if (o.op === 'put') this.order.push(o.key)
     }
   }
 

@@ -168,7 +168,7 @@ class WsSubscription implements Subscriber {
     }
     const pending = (this.pending ??= new PendingDiff())
     pending.add(p.decoded as Diff)
-    if (pending.size > this.pendingOpsMax) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
+    if (pending.size > this.pendingOpsMax || pending.broken) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
   }
 
   /** The coalesced diffs, once the socket has room. */

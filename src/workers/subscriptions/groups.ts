@@ -53,7 +53,10 @@ export interface Diff {
   fromOffset: number
   toOffset: number
   ops: DiffOp[]
-  /** The result's keys in order, present when membership or order changed. */
+  /**
+   * The result's keys in order, present only when it is not the previous order without the
+   * deleted keys, followed by the put keys in the order of `ops` (appendOrder).
+   */
   order?: RowKey[]
 }
 
@@ -261,7 +264,8 @@ export class SubscriptionGroups {
     if (ops.length === 0 && !orderChanged) return undefined
     const offset = (await this.part.wsHead(g.read.wsid)).wo
     const diff: Diff = { type: 'diff', fromOffset: g.stateSince, toOffset: offset, ops }
-    if (orderChanged) diff.order = next.order
+    // The usual change (rows removed, new rows after the others) needs no order: see appendOrder.
+    if (orderChanged && !sameKeys(appendOrder(g.order, ops), next.order)) diff.order = next.order
     g.rows = next.rows
     g.order = next.order
     g.stateSince = offset
@@ -342,6 +346,19 @@ function endPush(groupId: number, e: VvmError): EnginePush {
 
 function snapshotRows(g: Group): { key: RowKey; row: Row }[] {
   return g.order.map((key) => ({ key, row: g.rows.get(key)!.row }))
+}
+
+/** The order a diff without `order` leaves: deleted keys out, put keys appended in op order. */
+export function appendOrder(prev: readonly RowKey[], ops: readonly DiffOp[]): RowKey[] {
+  const deleted = new Set<RowKey>()
+  const put: RowKey[] = []
+  for (const op of ops) {
+    if (op.op === 'delete') deleted.add(op.key)
+    else if (op.op === 'put') put.push(op.key)
+  }
+  const out = deleted.size === 0 ? [...prev] : prev.filter((k) => !deleted.has(k))
+  for (const k of put) out.push(k)
+  return out
 }
 
 function sameKeys(a: readonly RowKey[], b: readonly RowKey[]): boolean {

@@ -9,7 +9,7 @@ import { ReplyError, connect, type Live, type SubscribeTarget, type Subscription
 import { readKeys } from '../src/main/auth/keys.js'
 import { signToken } from '../src/main/auth/tokens.js'
 import { FrameType, WireOp, encodeHello, type ServerFrame } from '../src/shared/protocol/index.js'
-import { createAccount, http, startTestServer, type TestServer } from './helpers/server.js'
+import { REPO_ROOT, createAccount, http, startTestServer, type TestServer } from './helpers/server.js'
 import { RawWs } from './helpers/ws-raw.js'
 
 type Row = Record<string, unknown>
@@ -401,34 +401,82 @@ describe('subscriptions with --auth on', () => {
   const WSID = 4400
   let t: TestServer
   let url: string
-  let sign: (login: string, roles: string[], ttlS?: number) => Promise<string>
+  let sign: (login: string, roles: string[], ttlS?: number, app?: string) => Promise<string>
   before(async () => {
-    t = await startTestServer(['--auth', 'on', '--storage', 'mem'])
+    t = await startTestServer(['--auth', 'on', '--storage', 'mem', '--app', 'demo/bank', '--app', join(REPO_ROOT, 'dist/test/fixtures/apps/auth.js')])
     const ring = await readKeys(join(t.dataDir, 'auth-keys.json'))
-    sign = async (login, roles, ttlS = 3600) => (await signToken(ring.signing, { login, app: 'demo/bank', workspaceRoles: { [WSID]: roles } }, ttlS)).token
+    sign = async (login, roles, ttlS = 3600, app = 'demo/bank') => (await signToken(ring.signing, { login, app, workspaceRoles: { [WSID]: roles } }, ttlS)).token
     url = `ws://127.0.0.1:${t.server.port}/api/ws`
   })
   after(() => t.close())
 
-  it('a subscriber sees only what its roles allow; an expired token ends its subscriptions', async () => {
+  it('a subscriber sees only what its roles allow', async () => {
     const owner = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('olga', ['owner']) })
     const account = (await owner.docs.create('bank.Account', { name: 'o', balance: 0 })).newIDs['1']!
-    const reader = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader'], 3) })
+    const reader = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader']) })
     // Granted: select on bank.Account and bank.Movements, execute bank.Balance. Not granted: DailyTotals.
     const live = await reader.live({ query: 'bank.Balance', args: { account } })
     await assert.rejects(reader.subscribe({ view: 'bank.DailyTotals', where: { account } }), (e: ReplyError) => e.status === 403 && e.code === 'FORBIDDEN')
     const anonymous = await connect(url, { app: 'demo/bank', wsid: WSID })
-    await assert.rejects(anonymous.subscribe({ cdocs: 'bank.Account' }), (e: ReplyError) => e.status === 401 || e.status === 403)
-    await anonymous.close()
+    await assert.rejects(anonymous.subscribe({ cdocs: 'bank.Account' }), (e: ReplyError) => e.status === 401)
+    // What an app grants to public, an anonymous caller may subscribe to.
+    const who = await anonymous.live({ query: 'pub.WhoAmI' }, { app: 'test/auth' })
+    assert.deepEqual(who.rows.rows, [{ login: '', roles: ['public'] }])
+    await assert.rejects(anonymous.subscribe({ query: 'pub.Secret' }, { app: 'test/auth' }), (e: ReplyError) => e.status === 401)
+    // A field-limited grant cuts the rows of the snapshot and of every diff.
+    const clerk = await connect(url, { app: 'test/auth', wsid: WSID, token: await sign('carl', ['clerk'], 3600, 'test/auth') })
+    const viewer = await connect(url, { app: 'test/auth', wsid: WSID, token: await sign('vera', ['viewer'], 3600, 'test/auth') })
+    await clerk.docs.create('pub.Note', { title: 't1', secret: 's1' })
+    const notes = await viewer.live({ cdocs: 'pub.Note' })
+    await clerk.docs.create('pub.Note', { title: 't2', secret: 's2' })
+    await until(() => notes.rows.rows.length === 2, 'the viewer to see the second note')
+    assert.deepEqual(notes.rows.rows.map((r) => Object.keys(r).filter((k) => !k.startsWith('sys.'))), [['title'], ['title']])
     await owner.command('bank.Deposit', { account, amount: 7 })
     await until(() => live.rows.rows[0]?.balance === 7, 'the reader to see the deposit')
-    // The reader's token lives 3 s: its subscription then ends with TOKEN_EXPIRED.
-    await until(() => live.error !== undefined, 'the subscription to end', 10_000)
-    const e = live.error as ReplyError
-    assert.equal(e.code, 'TOKEN_EXPIRED')
-    assert.equal(e.status, 401)
-    await until(async () => (await metric(t, 'vvm_subscriptions')) === 0, 'the expired subscription to be released')
-    await reader.close()
-    await owner.close()
+    for (const c of [owner, reader, anonymous, clerk, viewer]) await c.close()
+    await until(async () => (await metric(t, 'vvm_subscriptions')) === 0, 'the subscriptions to be released')
+  })
+
+  it('an expired token ends its subscriptions unless the connection has a newer token of the same login', async () => {
+    const owner = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('olga', ['owner']) })
+    const account = (await owner.docs.create('bank.Account', { name: 'e', balance: 0 })).newIDs['1']!
+    const TTL_S = 3
+    const expiring = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader'], TTL_S) })
+    const renewed = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader'], TTL_S) })
+    const dropped = await connect(url, { app: 'demo/bank', wsid: WSID, token: await sign('rita', ['reader'], TTL_S) })
+    const lives = await Promise.all([expiring, renewed, dropped].map((c) => c.live({ query: 'bank.Balance', args: { account } })))
+    await renewed.authenticate(await sign('rita', ['reader'], 3600))
+    // Anonymous never expires: it must not keep the reader's subscription alive.
+    await dropped.authenticate(null)
+    await until(() => lives[0]!.error !== undefined && lives[2]!.error !== undefined, 'the expired subscriptions to end', (TTL_S + 5) * 1000)
+    for (const i of [0, 2]) {
+      assert.equal((lives[i]!.error as ReplyError).code, 'TOKEN_EXPIRED')
+      assert.equal((lives[i]!.error as ReplyError).status, 401)
+    }
+    assert.equal(lives[1]!.error, undefined)
+    await owner.command('bank.Deposit', { account, amount: 9 })
+    await until(() => lives[1]!.rows.rows[0]?.balance === 9, 'the renewed subscription to go on')
+    for (const c of [owner, expiring, renewed, dropped]) await c.close()
+  })
+})
+
+describe('subscriptions: a client that only listens', () => {
+  it('keeps its connection past the idle timeout: the SDK pings while it only receives', async () => {
+    const t = await startTestServer(['--storage', 'mem', '--ws-idle-timeout-s', '1'])
+    const url = `ws://127.0.0.1:${t.server.port}/api/ws`
+    const states: string[] = []
+    const listener = await connect(url, { app: 'demo/bank', wsid: 4600, onStateChange: (s) => states.push(s) })
+    const writer = await connect(url, { app: 'demo/bank', wsid: 4600 })
+    const account = (await writer.docs.create('bank.Account', { name: 'l', balance: 0 })).newIDs['1']!
+    const live = await listener.live({ query: 'bank.Balance', args: { account } })
+    for (let i = 1; i <= 12; i++) {
+      await writer.command('bank.Deposit', { account, amount: 1 })
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    assert.equal(live.rows.rows[0]?.balance, 12)
+    assert.deepEqual(states, ['open'], `the listener's connection changed state: ${states.join(', ')}`)
+    await listener.close()
+    await writer.close()
+    await t.close()
   })
 })

@@ -158,6 +158,8 @@ export class VvmClient {
   private keepAliveTimer: ReturnType<typeof setInterval> | undefined
   private keepAlivePingMs: number | undefined
   private lastFrameMs = 0
+  /** When a frame was last sent: the server's idle timeout counts the client's frames only. */
+  private lastSentMs = 0
   private closed: Promise<void> | undefined
   private drained: (() => void) | undefined
   private readonly reconnect: Required<ReconnectOptions> | undefined
@@ -352,6 +354,7 @@ export class VvmClient {
       }, timeoutMs)
       this.pings.set(pingId, { startedMs: performance.now(), timer, resolve, reject })
       socket.send(encodePing(pingId))
+      this.lastSentMs = Date.now()
     })
   }
 
@@ -547,6 +550,7 @@ export class VvmClient {
       call.where = 'sent'
       this.sent.add(call)
       socket.send(call.frame)
+      this.lastSentMs = Date.now()
     }
   }
 
@@ -633,9 +637,11 @@ export class VvmClient {
         this.onSocketClosed(socket, 1006, 'keep-alive: no frame from the server within two intervals')
         return
       }
-      if (now - this.lastFrameMs >= intervalMs * 0.9) {
+      // Quiet in either direction: a client that only receives pushes pings too.
+      if (now - Math.min(this.lastFrameMs, this.lastSentMs) >= intervalMs * 0.9) {
         this.keepAlivePingMs = now
         socket.send(encodePing(0))
+        this.lastSentMs = now
       } else {
         this.keepAlivePingMs = undefined
       }

@@ -43,6 +43,8 @@ export interface SubscribeOptions {
 }
 
 const DEFAULT_EVENTS_MAX = 10_000
+/** Why 1 s: the retry-after the server gives with SHUTTING_DOWN; a handover takes about that. */
+const RETRY_AFTER_END_MS = 1000
 
 /** The wire form of a target: qname, docId and params of SUBSCRIBE. */
 export function targetRequest(t: SubscribeTarget): { qname: string; docId: number; params: WireParams | undefined } {
@@ -127,6 +129,12 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
       this.serverId = undefined
       // Fallen behind on the server: start over from a fresh snapshot.
       if (b.code === 'RESYNC') return this.restart(true)
+      // The partition stopped serving here (shutdown, handover): subscribe again, from the last offset.
+      if (b.code === 'SHUTTING_DOWN' || b.code === 'BUSY') {
+        this.cause = 'reconnect'
+        setTimeout(() => { if (!this.ended) this.start().catch((err: unknown) => this.fail(err as Error)) }, RETRY_AFTER_END_MS)
+        return
+      }
       return this.fail(new VvmClientError(b.code ?? 'UNKNOWN', b.status ?? 0, b.message ?? 'the subscription ended'))
     }
     const d = b as unknown as { fromOffset: number; toOffset: number; ops: DiffOp[]; order?: RowKey[] }

@@ -19,6 +19,7 @@ import { registerHttpApi } from './http-api.js'
 import { registerWsApi } from './ws-api.js'
 import { PartitionSet } from './partitions.js'
 import { SubscriptionHub } from './subscriptions.js'
+import { sseStats } from './sse.js'
 import { VvmError } from '../shared/errors.js'
 import { QueryPool } from './query-pool.js'
 import { RateLimiter } from './rate-limiter.js'
@@ -145,7 +146,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf, auth.defaultPrincipal)
     const metrics = new ServerMetrics()
     registerEngineGauges(metrics, apps, partitions, queries)
-    registerSubscriptionGauges(metrics, partitions, hub)
+    registerSubscriptionGauges(metrics, partitions, hub, () => wsApi.stats().subscriptionPendingOps + sseStats().pendingOps)
     // With TLS (src/main/tls) the routes are registered on its recorder and served over HTTPS on
     // --https-port by every certificate generation; --port answers ACME challenges and redirects.
     tls = await startTls(config, metrics, log)
@@ -254,10 +255,11 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   }
 }
 
-function registerSubscriptionGauges(m: ServerMetrics, partitions: PartitionSet, hub: SubscriptionHub): void {
+function registerSubscriptionGauges(m: ServerMetrics, partitions: PartitionSet, hub: SubscriptionHub, pendingOps: () => number): void {
   const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
     partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
   m.registry.gauge('vvm_subscriptions', 'subscribers (binary protocol and SSE) on this server', () => [{ labels: {}, value: hub.subscribers }])
+  m.registry.gauge('vvm_subscription_pending_ops', 'changed rows held back (coalesced) for subscribers that do not read', () => [{ labels: {}, value: pendingOps() }])
   m.registry.gauge('vvm_subscription_pushes_total', 'diffs and ends delivered to subscribers (one per subscriber)', () => [{ labels: {}, value: hub.delivered }], 'counter')
   m.registry.gauge('vvm_subscription_groups', 'distinct subscribed reads kept by the partition', per((s) => s.subGroups))
   m.registry.gauge('vvm_subscription_evaluations_total', 'evaluations of subscribed reads (snapshots of new groups, re-evaluations after commits)', per((s) => s.subEvaluations), 'counter')

@@ -48,6 +48,13 @@ function untrack(s: SseSubscription): void {
   }
 }
 
+/** Open SSE subscriptions, and the changed rows held back for those that do not read. */
+export function sseStats(): { streams: number; pendingOps: number } {
+  let pendingOps = 0
+  for (const s of streams) pendingOps += s.pendingOps
+  return { streams: streams.size, pendingOps }
+}
+
 /** `resumeFrom` of an SSE subscribe: the `Last-Event-ID` header (EventSource's reconnect) or `?resumeFrom=`. */
 export function sseResumeFrom(lastEventId: string, query: string): number | undefined {
   const v = lastEventId !== '' ? lastEventId : new URLSearchParams(query).get('resumeFrom') ?? ''
@@ -116,6 +123,10 @@ class SseSubscription implements Subscriber {
       this.flushPending()
       return !this.congested
     })
+  }
+
+  get pendingOps(): number {
+    return this.pending?.size ?? 0
   }
 
   deliver(p: Push): void {

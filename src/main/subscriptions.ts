@@ -241,4 +241,4 @@ export class PendingDiff {
 
 /** Errors that end a subscription, each with one meaning (docs/subscriptions.md). */
 export const resyncError = (pendingMax: number): VvmError =>
-  new VvmError('RESYNC', `the subscriber fell more than ${pendingMax} changed rows behind (subscriptionPendingOpsMax): subscribe again for a fresh snapshot`)
+  new VvmError('RESYNC', `the subscriber did not read its diffs: they changed more than ${pendingMax} rows (subscriptionPendingOpsMax) or could not be combined; subscribe again for a fresh snapshot`)

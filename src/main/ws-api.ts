@@ -92,6 +92,8 @@ export interface WsApiStats {
   requestsInFlight: number
   /** Connections closed for each close code the server chose (4008, 4010, 1009, …). */
   closedByServer: Record<number, number>
+  /** Changed rows held back for subscribers that do not read (coalesced diffs). */
+  subscriptionPendingOps: number
 }
 
 export interface WsApi {
@@ -115,8 +117,9 @@ class WsSink implements ReplySink {
 
 /** A SUBSCRIBE's reply: on success the connection gets the subscription, the body its id. */
 class SubscribeSink extends WsSink {
-  /** When the token the subscription was made with expires. */
+  /** When the token the subscription was made with expires, and whose it is. */
   expiresAtMs = Infinity
+  login = ''
 
   constructor(conn: Connection, reqId: number, route: string, startedMs: number, readonly app: string, readonly partition: number, readonly so: WsSubscriptionOptions) {
     super(conn, reqId, route, startedMs)
@@ -134,7 +137,7 @@ class SubscribeSink extends WsSink {
       this.so.hub.release(this.app, this.partition, groupId)
       return super.reply(status, body, retryAfterS)
     }
-    const sub = new WsSubscription(c, c.nextSubscriptionId++, this.app, this.partition, groupId, this.expiresAtMs, this.so.pendingOpsMax)
+    const sub = new WsSubscription(c, c.nextSubscriptionId++, this.app, this.partition, groupId, this.expiresAtMs, this.login, this.so.pendingOpsMax)
     c.subs.set(sub.id, sub)
     this.so.hub.add(this.app, this.partition, groupId, sub)
     super.reply(status, withSubscriptionId(body, sub.id), retryAfterS)
@@ -149,7 +152,7 @@ class WsSubscription implements Subscriber {
 
   constructor(
     readonly conn: Connection, readonly id: number, readonly app: string, readonly partition: number, readonly groupId: number,
-    public expiresAtMs: number, private readonly pendingOpsMax: number,
+    public expiresAtMs: number, readonly login: string, private readonly pendingOpsMax: number,
   ) {}
 
   deliver(p: Push): void {
@@ -157,7 +160,7 @@ class WsSubscription implements Subscriber {
     if (p.end) {
       // The group ended (an error, the partition stopped): nothing to release.
       this.ended = true
-      this.pending = undefined
+      this.dropPending()
       this.conn.subs.delete(this.id)
       this.conn.queue(encodePush(this.id, ++this.seq, p.body))
       return
@@ -166,17 +169,26 @@ class WsSubscription implements Subscriber {
       this.conn.queue(encodePush(this.id, ++this.seq, p.body))
       return
     }
-    const pending = (this.pending ??= new PendingDiff())
-    pending.add(p.decoded as Diff)
-    if (pending.size > this.pendingOpsMax || pending.broken) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
+    if (this.pending === undefined) {
+      this.pending = new PendingDiff()
+      this.conn.holding++
+    }
+    this.pending.add(p.decoded as Diff)
+    if (this.pending.size > this.pendingOpsMax || this.pending.broken) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
   }
 
   /** The coalesced diffs, once the socket has room. */
   flushPending(): void {
     if (this.pending === undefined || this.ended || this.conn.congested()) return
     const d = this.pending.toDiff()
-    this.pending = undefined
+    this.dropPending()
     this.conn.queue(encodePush(this.id, ++this.seq, packValue(d)))
+  }
+
+  dropPending(): void {
+    if (this.pending === undefined) return
+    this.pending = undefined
+    this.conn.holding--
   }
 }
 
@@ -194,6 +206,8 @@ class Connection {
   /** The negotiated protocol version (0 before WELCOME). */
   version = 0
   readonly subs = new Map<number, WsSubscription>()
+  /** Subscriptions with diffs held back. */
+  holding = 0
   /** SUBSCRIBEs sent to a partition and not answered yet. */
   subscribing = 0
   nextSubscriptionId = 1
@@ -239,6 +253,9 @@ class Connection {
     ws.cork(() => {
       for (const f of frames) if (!this.sendNow(f)) return
     })
+    // Diffs held back while the queue of this burst counted against the bound: uWS's drain
+    // comes only after real backpressure, so what is free now is sent now.
+    if (this.holding > 0) this.onDrain()
   }
 
   /** Sends one frame; false when the connection was closed for being over its buffer bound. */
@@ -264,7 +281,7 @@ class Connection {
   endSubscription(sub: WsSubscription, e: VvmError | undefined): void {
     if (sub.ended) return
     sub.ended = true
-    sub.pending = undefined
+    sub.dropPending()
     this.subs.delete(sub.id)
     this.api.o.subscriptions!.hub.remove(sub.app, sub.partition, sub.groupId, sub)
     if (e !== undefined) this.queue(encodePush(sub.id, ++sub.seq, encodeEnd(e)))
@@ -272,6 +289,7 @@ class Connection {
 
   /** The socket drained: subscriptions with held-back diffs send them. */
   onDrain(): void {
+    if (this.holding === 0) return
     for (const sub of this.subs.values()) {
       if (this.congested()) return
       sub.flushPending()
@@ -284,6 +302,7 @@ class Connection {
     if (hub === undefined) return
     for (const sub of this.subs.values()) {
       sub.ended = true
+      sub.dropPending()
       hub.remove(sub.app, sub.partition, sub.groupId, sub)
     }
     this.subs.clear()
@@ -460,7 +479,11 @@ class WsServer implements WsApi {
     }
     c.inflight.set(r.reqId, sink)
     this.inflightTotal++
-    const expiry = (cl: Caller | undefined): void => { if (sink instanceof SubscribeSink) sink.expiresAtMs = cl?.expiresAtMs ?? Infinity }
+    const expiry = (cl: Caller | undefined): void => {
+      if (!(sink instanceof SubscribeSink)) return
+      sink.expiresAtMs = cl?.expiresAtMs ?? Infinity
+      sink.login = cl?.login ?? ''
+    }
     if (!(caller instanceof Promise)) {
       expiry(caller)
       return this.submit(request, sink)
@@ -577,15 +600,20 @@ class WsServer implements WsApi {
 
   /**
    * A subscription whose token has expired lives on if the connection's current token (AUTH may
-   * have replaced it) is valid for its app; otherwise it ends with TOKEN_EXPIRED.
+   * have replaced it) is a valid token of the same login for its app; otherwise it ends with
+   * TOKEN_EXPIRED. (Its rights are those it was made with; a token with other roles: subscribe again.)
    */
   private checkSubscriptionTokens(c: Connection, now: number): void {
     const auth = this.o.auth
+    const gone = (): VvmError => new VvmError('TOKEN_EXPIRED', 'the token of this subscription has expired and the connection has no newer token of the same login: subscribe again')
     for (const sub of [...c.subs.values()]) {
       if (sub.expiresAtMs > now) continue
       sub.expiresAtMs = Infinity
-      const renewed = (cl: Caller | undefined): void => { sub.expiresAtMs = cl?.expiresAtMs ?? Infinity }
       const expired = (err: unknown): void => c.endSubscription(sub, toVvmError(err))
+      const renewed = (cl: Caller | undefined): void => {
+        if (cl === undefined || cl.kind !== 'token' || cl.login !== sub.login || cl.expiresAtMs <= now) return expired(gone())
+        sub.expiresAtMs = cl.expiresAtMs
+      }
       try {
         const cl = auth?.authenticateNow(c.token, sub.app)
         if (cl instanceof Promise) cl.then(renewed, expired)
@@ -607,7 +635,9 @@ class WsServer implements WsApi {
   }
 
   stats(): WsApiStats {
-    return { connections: this.connections.size, requestsInFlight: this.inflightTotal, closedByServer: { ...this.closedByServer } }
+    let pending = 0
+    for (const c of this.connections) for (const sub of c.subs.values()) pending += sub.pending?.size ?? 0
+    return { connections: this.connections.size, requestsInFlight: this.inflightTotal, closedByServer: { ...this.closedByServer }, subscriptionPendingOps: pending }
   }
 }
 
@@ -632,14 +662,20 @@ function toMsgpackBody(body: Uint8Array): Uint8Array {
  */
 function withSubscriptionId(body: Uint8Array, id: number): Uint8Array {
   const head = body[0]!
-  if (head < 0x80 || head >= 0x8f) {
-    return packValue({ subscription: id, ...(unpackFrame(body) as Record<string, unknown>) })
-  }
+  // fixmap (0x80 | n) or map16 (0xde, n as uint16): the header's count grows by one.
+  const headerBytes = head >= 0x80 && head < 0x8f ? 1 : head === 0xde && body.byteLength >= 3 && ((body[1]! << 8) | body[2]!) < 0xffff ? 3 : 0
+  if (headerBytes === 0) return packValue({ subscription: id, ...(unpackFrame(body) as Record<string, unknown>) })
   const entry = packValue(['subscription', id]).subarray(1)
   const out = new Uint8Array(body.byteLength + entry.byteLength)
-  out[0] = head + 1
-  out.set(entry, 1)
-  out.set(body.subarray(1), 1 + entry.byteLength)
+  out.set(body.subarray(0, headerBytes), 0)
+  if (headerBytes === 1) out[0] = head + 1
+  else {
+    const n = ((body[1]! << 8) | body[2]!) + 1
+    out[1] = n >> 8
+    out[2] = n & 0xff
+  }
+  out.set(entry, headerBytes)
+  out.set(body.subarray(headerBytes), headerBytes + entry.byteLength)
   return out
 }
 

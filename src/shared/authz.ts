@@ -29,6 +29,12 @@ export function grantOpOf(op: number): GrantOp | undefined {
   }
 }
 
+/** The grant op of a request; a subscription needs what its read needs (execute a query, select the rest). */
+export function grantOpFor(app: AppDef | undefined, op: number, qname: string): GrantOp | undefined {
+  if (op !== Op.SUBSCRIBE) return grantOpOf(op)
+  return app?.queries.has(qname) === true ? 'execute' : 'select'
+}
+
 /** Whether the roles of `p` depend on grants stored in the workspace (owners and anonymous callers need none). */
 export function needsStoredGrants(p: Principal): boolean {
   return p.login !== '' && !p.roles.includes(ROLE_OWNER)

@@ -6,7 +6,7 @@
 import { ROLE_PUBLIC, allowedFields } from '../../shared/appdef/acl.js'
 import type { Principal } from '../../shared/appdef/state.js'
 import type { AppDef } from '../../shared/appdef/types.js'
-import { ANONYMOUS, SYSTEM_OWNER, grantOpOf } from '../../shared/authz.js'
+import { ANONYMOUS, SYSTEM_OWNER, grantOpFor } from '../../shared/authz.js'
 import type { EngineRequest } from '../../shared/engine-messages.js'
 import { NotFoundError, VvmError } from '../../shared/errors.js'
 import type { KeyRing } from './keys.js'
@@ -96,8 +96,8 @@ export class Authenticator {
       case 'auth-off':
         return SYSTEM_OWNER
       case 'anonymous': {
-        const op = grantOpOf(req.op)
         const app = this.o.apps.get(req.app)
+        const op = grantOpFor(app, req.op, req.qname)
         if (op === undefined || app === undefined || allowedFields(app.acl, [ROLE_PUBLIC], op, req.qname) === undefined) {
           throw new VvmError('UNAUTHORIZED', `a token is required: ${req.app} does not grant this to public (send Authorization: Bearer <token>)`, { qname: req.qname })
         }

@@ -156,7 +156,7 @@ export function encodeReply(reqId: number, status: number, retryAfterS: number, 
   return encodeWithRawTail(0x95, FrameType.REPLY, reqId, status, retryAfterS, body)
 }
 
-/** `[7, subscriptionId, seq, body]`, body already MessagePack (reserved for subscriptions). */
+/** `[7, subscriptionId, seq, body]`, body already MessagePack (a subscription's diff or end, version 2). */
 export function encodePush(subscriptionId: number, seq: number, body: Uint8Array): Uint8Array {
   return encodeWithRawTail(0x94, FrameType.PUSH, subscriptionId, seq, undefined, body)
 }

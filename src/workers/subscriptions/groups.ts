@@ -75,6 +75,8 @@ interface Group {
   order: RowKey[]
   /** The offset since which `rows` is the result. */
   stateSince: number
+  /** The latest offset at which a change came without a new event (an async projector's): no resume from there or before. */
+  ambiguousUpTo: number
   history: KeptDiff[]
   historyBytes: number
   reads: ReadSet
@@ -227,7 +229,7 @@ export class SubscriptionGroups {
   private async create(read: EngineRequest, key: string, offset: number): Promise<Group> {
     const { rows, order, reads } = await this.evaluate(read)
     const g: Group = {
-      id: this.nextId++, key, read, refs: 1, rows, order, stateSince: offset, history: [], historyBytes: 0, reads, idleUntilMs: 0,
+      id: this.nextId++, key, read, refs: 1, rows, order, stateSince: offset, ambiguousUpTo: -1, history: [], historyBytes: 0, reads, idleUntilMs: 0,
     }
     this.groups.set(g.id, g)
     this.byKey.set(key, g)
@@ -266,6 +268,7 @@ export class SubscriptionGroups {
     const diff: Diff = { type: 'diff', fromOffset: g.stateSince, toOffset: offset, ops }
     // The usual change (rows removed, new rows after the others) needs no order: see appendOrder.
     if (orderChanged && !sameKeys(appendOrder(g.order, ops), next.order)) diff.order = next.order
+    if (diff.fromOffset === diff.toOffset) g.ambiguousUpTo = offset
     g.rows = next.rows
     g.order = next.order
     g.stateSince = offset
@@ -289,8 +292,7 @@ export class SubscriptionGroups {
    * new event of the workspace, from an async projector, shares its offset with the state before it).
    */
   private diffsSince(g: Group, from: number, now: number): Diff[] | undefined {
-    if (from > now) return undefined
-    if (g.history.some((h) => h.diff.toOffset === from && h.diff.fromOffset === from)) return undefined
+    if (from > now || from <= g.ambiguousUpTo) return undefined
     if (from >= g.stateSince) return []
     const i = g.history.findIndex((h) => h.diff.toOffset > from)
     if (i < 0 || g.history[i]!.diff.fromOffset > from) return undefined

@@ -45,10 +45,10 @@ describe('binary protocol: hello', () => {
 
   it('closes 4001 with the supported versions when there is no common version', async () => {
     const raw = await RawWs.open(t.server.port)
-    raw.send(encodeHello([2, 3], null))
+    raw.send(encodeHello([3, 4], null))
     const c = await raw.closed
     assert.equal(c.code, CloseCode.VERSION_UNSUPPORTED)
-    assert.match(c.reason, /speaks 1/)
+    assert.match(c.reason, /speaks 2, 1/)
   })
 
   it('closes 4000 when the first frame is not a valid HELLO', async () => {

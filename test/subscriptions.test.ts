@@ -10,6 +10,8 @@ import { readKeys } from '../src/main/auth/keys.js'
 import { signToken } from '../src/main/auth/tokens.js'
 import { FrameType, WireOp, encodeHello, type ServerFrame } from '../src/shared/protocol/index.js'
 import { REPO_ROOT, createAccount, http, startTestServer, type TestServer } from './helpers/server.js'
+import { CASSANDRA_HOSTS, cassandraSkip, cassandraUnreachable } from './helpers/cassandra.js'
+import { randomBytes } from 'node:crypto'
 import { RawWs } from './helpers/ws-raw.js'
 
 type Row = Record<string, unknown>
@@ -478,5 +480,58 @@ describe('subscriptions: a client that only listens', () => {
     await listener.close()
     await writer.close()
     await t.close()
+  })
+})
+
+describe('subscriptions: the grace period', () => {
+  it('keeps a released read for resuming until its grace has passed, then frees it', async () => {
+    const t = await startTestServer(['--storage', 'mem', '--subscription-grace-s', '1'])
+    const base = t.ws(4700)
+    const account = await createAccount(base, 'g', 0)
+    const groups = (): number => t.server.partitions.stats().reduce((n, s) => n + s.subGroups, 0)
+    const { raw } = await RawWs.hello(t.server.port)
+    raw.request({ reqId: 1, op: WireOp.SUBSCRIBE, wsid: 4700, qname: 'bank.Balance', params: { args: { account } } })
+    const offset = ((await raw.reply(1)).body as { offset: number }).offset
+    assert.equal(groups(), 1)
+    await raw.close()
+    await http('POST', `${base}/commands/bank.Deposit`, { args: { account, amount: 2 } })
+    // Within the grace: kept (and kept current), so a resume gets the missed diff.
+    assert.equal(groups(), 1)
+    const { raw: again } = await RawWs.hello(t.server.port)
+    again.request({ reqId: 1, op: WireOp.SUBSCRIBE, wsid: 4700, qname: 'bank.Balance', params: { args: { account } }, body: { resumeFrom: offset } })
+    const resumed = (await again.reply(1)).body as { resumed: boolean; diffs: { ops: { row: Row }[] }[] }
+    assert.equal(resumed.resumed, true)
+    assert.deepEqual(resumed.diffs.map((d) => d.ops[0]!.row), [{ balance: 2 }])
+    await again.close()
+    // Past the grace, with no subscriber and no traffic: gone.
+    await until(() => groups() === 0, 'the idle group to be dropped', 5000)
+    await t.close()
+  })
+})
+
+describe('subscriptions on Cassandra', async () => {
+  const unreachable = await cassandraUnreachable()
+  const skip = cassandraSkip(unreachable, 'subscriptions on Cassandra')
+  it('diffs follow commits made through the commit intent (non-atomic batches)', { skip }, async () => {
+    assert.equal(unreachable, undefined, `no Cassandra at ${CASSANDRA_HOSTS}: start one with \`bash scripts/cassandra.sh start\``)
+    const prefix = `vvms_${randomBytes(4).toString('hex')}_`
+    const t = await startTestServer(['--storage', 'cassandra', '--cassandra-hosts', CASSANDRA_HOSTS, '--cassandra-keyspace-prefix', prefix, '--partitions', '1'])
+    try {
+      const c = await connect(`ws://127.0.0.1:${t.server.port}/api/ws`, { app: 'demo/bank', wsid: 4800 })
+      const a = (await c.docs.create('bank.Account', { name: 'a', balance: 50 })).newIDs['1']!
+      const b = (await c.docs.create('bank.Account', { name: 'b', balance: 0 })).newIDs['1']!
+      const accounts = await c.live({ cdocs: 'bank.Account' })
+      const moves = await c.live({ view: 'bank.Movements', where: { account: b } })
+      for (let i = 1; i <= 5; i++) {
+        const r = await c.command('bank.Transfer', { from: a, to: b, amount: i })
+        assert.equal(accounts.rows.offset, r.currentWLogOffset)
+        assert.deepEqual(accounts.rows.rows, (await c.docs.list('bank.Account')).results)
+        assert.deepEqual(moves.rows.rows, (await c.view('bank.Movements', { where: { account: b } })).results)
+      }
+      assert.deepEqual(accounts.rows.rows.map((r) => r.balance), [35, 15])
+      await c.close()
+    } finally {
+      await t.close()
+    }
   })
 })

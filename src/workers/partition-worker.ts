@@ -114,6 +114,12 @@ async function main(): Promise<void> {
   const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
   const batch: EngineRequest[] = []
   const endedGroups: EnginePush[] = []
+  const publishSubStats = (): void => {
+    const ss = subs!.stats()
+    stats[Stat.SUB_GROUPS] = ss.groups
+    stats[Stat.SUB_EVALUATIONS] = ss.evaluations
+    stats[Stat.SUB_DIFFS] = ss.diffs
+  }
   const tooLarge = (bytes: number): VvmError =>
     new VvmError('TOO_LARGE', `a subscription message of ${bytes} bytes exceeds the ring frame limit of ${replies.frameBytesMax} bytes: narrow the subscription`)
   // A snapshot too large for the ring: the reference it took is given back, the subscriber gets 413.
@@ -140,6 +146,9 @@ async function main(): Promise<void> {
   for (;;) {
     if (!requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0) {
       if (Atomics.load(control, Control.SHUTDOWN) !== 0) break
+      // Subscription groups past their grace go while the partition is idle too.
+      subs.dropIdle(Date.now())
+      publishSubStats()
       await requests.waitForData(IDLE_WAIT_MS)
       continue
     }
@@ -158,10 +167,7 @@ async function main(): Promise<void> {
       else if (r.op === Op.UNSUBSCRIBE) out.push(subs.release(r, Date.now()))
       else out.push(queries !== undefined ? await queries.run(r) : misrouted(r))
     }
-    const ss = subs.stats()
-    stats[Stat.SUB_GROUPS] = ss.groups
-    stats[Stat.SUB_EVALUATIONS] = ss.evaluations
-    stats[Stat.SUB_DIFFS] = ss.diffs
+    publishSubStats()
     await sendFrames(replies, pushes.map((p) => {
       const bytes = encodePush(p)
       return bytes.byteLength <= replies.frameBytesMax ? bytes : encodePush(subs!.endGroup(p.groupId, tooLarge(bytes.byteLength)))

@@ -98,6 +98,8 @@ export class SubscriptionGroups {
   /** Hex pk → the groups that read it. */
   private readonly index = new Map<string, Set<Group>>()
   private readonly dirty = new Set<Group>()
+  /** Groups without subscribers, in the order they became idle (so by `idleUntilMs`: the grace is one constant). */
+  private readonly idle = new Set<Group>()
   private nextId = 1
   /** Evaluations (snapshots and re-evaluations) and diffs produced: counted for metrics and tests. */
   evaluations = 0
@@ -167,6 +169,7 @@ export class SubscriptionGroups {
       if (g !== undefined) {
         g.refs++
         g.idleUntilMs = 0
+        this.idle.delete(g)
         const diffs = resumeFrom === undefined ? undefined : this.diffsSince(g, resumeFrom, offset)
         if (diffs !== undefined) return this.reply(req, g, { offset, resumed: true, diffs })
         return this.reply(req, g, { offset, resumed: false, rows: snapshotRows(g) })
@@ -190,7 +193,10 @@ export class SubscriptionGroups {
   releaseOne(id: number, nowMs: number): void {
     const g = this.groups.get(id)
     if (g === undefined || g.refs === 0) return
-    if (--g.refs === 0) g.idleUntilMs = nowMs + this.opts.graceMs
+    if (--g.refs === 0) {
+      g.idleUntilMs = nowMs + this.opts.graceMs
+      this.idle.add(g)
+    }
   }
 
   /** Ends one group (its diff could not be delivered): the end push for its subscribers. */
@@ -307,18 +313,22 @@ export class SubscriptionGroups {
   private makeRoom(nowMs: number): void {
     this.dropIdle(nowMs)
     if (this.groups.size < this.opts.groupsMax) return
-    let oldest: Group | undefined
-    for (const g of this.groups.values()) if (g.refs === 0 && (oldest === undefined || g.idleUntilMs < oldest.idleUntilMs)) oldest = g
+    const oldest = this.idle.values().next().value
     if (oldest === undefined) throw new BusyError(`this partition has ${this.opts.groupsMax} subscription groups (subscriptionGroupsMax)`)
     this.drop(oldest)
   }
 
-  private dropIdle(nowMs: number): void {
-    for (const g of this.groups.values()) if (g.refs === 0 && g.idleUntilMs <= nowMs) this.drop(g)
+  /** Drops the groups whose grace has passed; costs only what it drops. */
+  dropIdle(nowMs: number): void {
+    for (const g of this.idle) {
+      if (g.idleUntilMs > nowMs) return
+      this.drop(g)
+    }
   }
 
   private drop(g: Group): void {
     this.groups.delete(g.id)
+    this.idle.delete(g)
     if (this.byKey.get(g.key) === g) this.byKey.delete(g.key)
     this.dirty.delete(g)
     this.unindexReads(g)

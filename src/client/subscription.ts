@@ -7,17 +7,11 @@
 // subscription starts over with a fresh snapshot (cause 'resync'), so memory stays bounded
 // however slow the consumer.
 
-import type { WireParams } from '../shared/protocol/index.js'
+import { appendOrder, type DiffOp, type RowKey, type WireParams } from '../shared/protocol/index.js'
 import { VvmClientError } from './errors.js'
 
 export type Row = Record<string, unknown>
-export type RowKey = string | number
-
-export interface DiffOp {
-  op: 'put' | 'update' | 'delete'
-  key: RowKey
-  row?: Row
-}
+export type { DiffOp, RowKey }
 
 export type SubscriptionEvent =
   /** The whole result at `offset` (a WLog offset of the workspace). */
@@ -246,24 +240,12 @@ export class LiveRows {
       this.offset = e.offset
       return
     }
-    const deleted = new Set<RowKey>()
-    const put: RowKey[] = []
     for (const op of e.ops) {
-      if (op.op === 'delete') {
-        this.byKey.delete(op.key)
-        deleted.add(op.key)
-      } else {
-        if (op.op === 'put') put.push(op.key)
-        this.byKey.set(op.key, op.row!)
-      }
+      if (op.op === 'delete') this.byKey.delete(op.key)
+      else this.byKey.set(op.key, op.row!)
     }
-    if (e.order !== undefined) {
-      this.order = [...e.order]
-    } else if (deleted.size > 0 || put.length > 0) {
-      // Without `order`: the deleted keys go, the put keys follow the others in op order.
-      if (deleted.size > 0) this.order = this.order.filter((k) => !deleted.has(k))
-      this.order.push(...put)
-    }
+    // Without `order`: the deleted keys go, the put keys follow the others in op order.
+    this.order = e.order !== undefined ? [...e.order] : appendOrder(this.order, e.ops)
     this.offset = e.toOffset
   }
 }

@@ -9,7 +9,8 @@ import type { HttpResponse } from 'uWebSockets.js'
 import { VvmError } from '../shared/errors.js'
 import type { ReplySink } from './partitions.js'
 import type { ServerMetrics } from './metrics.js'
-import { PendingDiff, resyncError, type Diff, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
+import { PendingDiff, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
+import type { Diff } from '../shared/protocol/index.js'
 
 export interface SseOptions {
   hub: SubscriptionHub

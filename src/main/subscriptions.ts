@@ -10,30 +10,7 @@
 import type { EnginePush, EngineRequest } from '../shared/engine-messages.js'
 import { Op, ReplyFormat } from '../shared/engine-messages.js'
 import { BusyError, VvmError } from '../shared/errors.js'
-import { packValue, unpackFrame } from '../shared/protocol/index.js'
-
-export type RowKey = string | number
-
-export interface DiffOp {
-  op: 'put' | 'update' | 'delete'
-  key: RowKey
-  row?: Record<string, unknown>
-}
-
-export interface Diff {
-  type: 'diff'
-  fromOffset: number
-  toOffset: number
-  ops: DiffOp[]
-  order?: RowKey[]
-}
-
-export interface End {
-  type: 'end'
-  status: number
-  code: string
-  message: string
-}
+import { appendOrder, packValue, unpackFrame, type Diff, type DiffOp, type End, type RowKey } from '../shared/protocol/index.js'
 
 /** One push of a group, shared by its subscribers; decoded and transcoded at most once. */
 export class Push {
@@ -225,11 +202,7 @@ export class PendingDiff {
       }
     }
     if (d.order !== undefined) this.order = [...d.order]
-    else if (this.order !== undefined) {
-      const deleted = new Set(d.ops.filter((o) => o.op === 'delete').map((o) => o.key))
-      this.order = this.order.filter((k) => !deleted.has(k))
-      for (const o of d.ops) if (o.op === 'put') this.order.push(o.key)
-    }
+    else if (this.order !== undefined) this.order = appendOrder(this.order, d.ops)
   }
 
   toDiff(): Diff {

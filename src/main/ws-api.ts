@@ -35,7 +35,8 @@ import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ReplySink } from './partitions.js'
 import { OP_SINCE_VERSION, encodePush } from '../shared/protocol/index.js'
-import { PendingDiff, encodeEnd, resyncError, type Diff, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
+import { PendingDiff, encodeEnd, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
+import type { Diff } from '../shared/protocol/index.js'
 
 export const WS_PATH = '/api/ws'
 

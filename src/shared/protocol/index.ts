@@ -4,3 +4,4 @@
 
 export * from './constants.js'
 export * from './codec.js'
+export * from './subscriptions.js'

@@ -24,6 +24,7 @@ import type { Bytes } from '../../shared/storage/types.js'
 import type { QueryProcessor } from '../query/query-processor.js'
 import type { PartitionState } from '../command/partition-state.js'
 import { TrackingStorage, inRange, pkHex, type ReadSet } from './read-set.js'
+import { appendOrder, type Diff, type DiffOp, type RowKey } from '../../shared/protocol/subscriptions.js'
 import { Packr } from 'msgpackr'
 
 export interface SubscriptionGroupsOptions {
@@ -37,27 +38,6 @@ export interface SubscriptionGroupsOptions {
   historyBytesMax: number
   /** How long a group without subscribers is kept (evaluated, its history growing) for a resume. */
   graceMs: number
-}
-
-export type RowKey = string | number
-
-export interface DiffOp {
-  op: 'put' | 'update' | 'delete'
-  key: RowKey
-  row?: Row
-}
-
-/** A diff as subscribers receive it (PUSH body; resume replies list them). */
-export interface Diff {
-  type: 'diff'
-  fromOffset: number
-  toOffset: number
-  ops: DiffOp[]
-  /**
-   * The result's keys in order, present only when it is not the previous order without the
-   * deleted keys, followed by the put keys in the order of `ops` (appendOrder).
-   */
-  order?: RowKey[]
 }
 
 interface KeptDiff {
@@ -358,19 +338,6 @@ function endPush(groupId: number, e: VvmError): EnginePush {
 
 function snapshotRows(g: Group): { key: RowKey; row: Row }[] {
   return g.order.map((key) => ({ key, row: g.rows.get(key)!.row }))
-}
-
-/** The order a diff without `order` leaves: deleted keys out, put keys appended in op order. */
-export function appendOrder(prev: readonly RowKey[], ops: readonly DiffOp[]): RowKey[] {
-  const deleted = new Set<RowKey>()
-  const put: RowKey[] = []
-  for (const op of ops) {
-    if (op.op === 'delete') deleted.add(op.key)
-    else if (op.op === 'put') put.push(op.key)
-  }
-  const out = deleted.size === 0 ? [...prev] : prev.filter((k) => !deleted.has(k))
-  for (const k of put) out.push(k)
-  return out
 }
 
 function sameKeys(a: readonly RowKey[], b: readonly RowKey[]): boolean {

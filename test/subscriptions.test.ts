@@ -535,3 +535,27 @@ describe('subscriptions on Cassandra', async () => {
     }
   })
 })
+
+describe('subscriptions: views kept by async projectors', () => {
+  it('follow the projector: its writes, made after the commit, reach the subscribers', async () => {
+    const t = await startTestServer(['--storage', 'level'])
+    try {
+      const c = await connect(`ws://127.0.0.1:${t.server.port}/api/ws`, { app: 'demo/bank', wsid: 4900 })
+      const account = (await c.docs.create('bank.Account', { name: 'd', balance: 0 })).newIDs['1']!
+      const totals = await c.live({ view: 'bank.DailyTotals', where: { account } })
+      assert.deepEqual(totals.rows.rows, [])
+      let sum = 0
+      for (let i = 1; i <= 5; i++) {
+        await c.command('bank.Deposit', { account, amount: i })
+        sum += i
+      }
+      // The projector runs after the commits, in its own batches: the diffs come when it writes.
+      await until(() => totals.rows.rows[0]?.total === sum, 'the async view to reach the sum of the deposits')
+      assert.equal((totals.rows.rows as Row[])[0]!.movements, 5)
+      assert.deepEqual(totals.rows.rows, (await c.view('bank.DailyTotals', { where: { account } })).results)
+      await c.close()
+    } finally {
+      await t.close()
+    }
+  })
+})

@@ -31,6 +31,10 @@ describe('metrics and health', () => {
       // demo/bank binds bank.TransferWasm: the partition worker pre-instantiated its engines.
       assert.ok(value(after, 'vvm_engine_pool_instances{app="demo/bank",partition="0"}') > 0)
       assert.equal(value(after, 'vvm_engine_pool_replaced_total{app="demo/bank",partition="0"}'), 0)
+      // Memory figures: the process, the main thread's heap, each partition worker's heap.
+      assert.ok(value(after, 'vvm_process_resident_memory_bytes') > 10 * 2 ** 20)
+      assert.ok(value(after, 'vvm_heap_used_bytes{thread="main"}') > 2 ** 20)
+      assert.ok(value(after, 'vvm_heap_used_bytes{thread="partition",app="demo/bank",partition="0"}') > 2 ** 20)
       assert.equal((await http('GET', `${t.url}/healthz`)).status, 200)
       assert.equal((await http('GET', `${t.url}/readyz`)).status, 200)
     } finally {

@@ -3,6 +3,7 @@
 // every thread, socket and handle it opened.
 
 import { existsSync } from 'node:fs'
+import { getHeapStatistics } from 'node:v8'
 import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import uws from 'uWebSockets.js'
@@ -245,6 +246,13 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_engine_pool_instances', 'pre-instantiated WASM engines in the partition worker\'s pools', per((s) => s.engineInstances))
   m.registry.gauge('vvm_engine_pool_borrows_total', 'WASM engines borrowed for a call', per((s) => s.engineBorrows), 'counter')
   m.registry.gauge('vvm_engine_pool_replaced_total', 'WASM engines discarded after a trap and replaced', per((s) => s.engineReplaced), 'counter')
+  // Memory: the process's resident set, and the V8 heap of the main thread and of each partition
+  // worker (query threads are not counted); "flat under churn" is read from these.
+  m.registry.gauge('vvm_process_resident_memory_bytes', 'resident set size of the server process', () => [{ labels: {}, value: process.memoryUsage.rss() }])
+  m.registry.gauge('vvm_heap_used_bytes', 'V8 heap in use, by thread', () => [
+    { labels: { thread: 'main' }, value: getHeapStatistics().used_heap_size },
+    ...partitions.stats().map((s) => ({ labels: { thread: 'partition', app: s.app, partition: s.partition }, value: s.heapUsed })),
+  ])
   m.registry.gauge('vvm_actualizer_lag_events', 'events an async projector is behind its partition PLog', () =>
     [...apps.values()].flatMap((a) => partitions.actualizerLags(a.qname, a.asyncProjectors.map((p) => p.qname))
       .map((l) => ({ labels: { app: a.qname, partition: l.partition, projector: l.projector }, value: l.lag }))))

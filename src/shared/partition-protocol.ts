@@ -29,7 +29,9 @@ export const Stat = {
   SUB_GROUPS: 73,
   SUB_EVALUATIONS: 74,
   SUB_DIFFS: 75,
-  SLOTS: 76,
+  /** The worker's V8 heap in use, bytes (published with the lags). */
+  HEAP_USED: 76,
+  SLOTS: 77,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */

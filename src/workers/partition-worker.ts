@@ -3,6 +3,7 @@
 // a stats array; `postMessage` is used only for start-up and rare log lines.
 
 import { parentPort, workerData } from 'node:worker_threads'
+import { getHeapStatistics } from 'node:v8'
 import { loadApp } from '../shared/app-loader.js'
 import { Op, ReplyFormat, decodeRequest, encodePush, encodeReply, isWriteOp, type EnginePush, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
 import { appWorkspaceOf } from '../shared/layout.js'
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
     stats[Stat.ENGINE_INSTANCES] = u.instances
     stats[Stat.ENGINE_BORROWS] = u.borrows
     stats[Stat.ENGINE_REPLACED] = u.replaced
+    stats[Stat.HEAP_USED] = getHeapStatistics().used_heap_size
     const lags = deployment.lags()
     for (let i = 0; i < Math.min(lags.length, Stat.ACTUALIZERS_MAX); i++) stats[Stat.ACTUALIZER_LAG_BASE + i] = lags[i]!
   }

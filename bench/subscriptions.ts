@@ -30,9 +30,10 @@
 // take the snapshot (checked), unsubscribe, again, until `--churn-cycles` cycles; half the
 // cycles on one identical read (with a writer depositing into it at `--churn-deposit-rate-per-s`
 // so that its group is re-evaluated meanwhile), half on distinct reads (`--churn-accounts`
-// accounts over `--churn-workspaces` workspaces, taken in turn). The server's RSS (from /proc;
-// the server exports no heap figure) and its subscription gauges are sampled `--churn-samples`
-// times; the figure is the RSS at the end against the RSS after the first 10 % (the warm-up).
+// accounts over `--churn-workspaces` workspaces, taken in turn). The server's RSS (from /proc),
+// its V8 heap (`vvm_heap_used_bytes`: main thread and partition workers) and its subscription
+// gauges are sampled `--churn-samples` times; the figures are the RSS and the heap at the end
+// against their values after the first 10 % (the warm-up).
 //
 // Clock: every time is µs of process.hrtime() (CLOCK_MONOTONIC), the same clock in every
 // thread of this process; performance.now() counts from each thread's own start.
@@ -902,6 +903,8 @@ interface ChurnSample {
   atS: number
   rssKiB: number
   rssAnonKiB: number
+  /** V8 heap in use of the server's main thread and partition workers (vvm_heap_used_bytes). */
+  serverHeapKiB: number
   subscriptions: number
   groups: number
   clientHeapKiB: number
@@ -916,6 +919,7 @@ interface ChurnResult {
   samples: ChurnSample[]
   rss: { startKiB: number; afterWarmupKiB: number; peakKiB: number; endKiB: number; idleAfterKiB: number; endMinusWarmupKiB: number; slopeKiBPer100k: number; flat: boolean }
   rssAnon: { startKiB: number; afterWarmupKiB: number; peakKiB: number; endKiB: number; endMinusWarmupKiB: number }
+  serverHeap: { startKiB: number; afterWarmupKiB: number; peakKiB: number; endKiB: number; endMinusWarmupKiB: number; slopeKiBPer100k: number }
   /** 2 s after the last cycle, the hot writer still committing in its partition. */
   idleAfter: { subscriptions: number; groupsByPartition: number[] }
   /** Then after one deposit in every churn workspace: every partition ran a batch (groups are dropped at a batch). */
@@ -982,7 +986,7 @@ async function churn(opts: Options): Promise<ChurnResult> {
       const m = await scrape(server.metricsUrl)
       const r = rssKiB(server.pid)
       samples.push({
-        cycles, atS: (nowUs() - t0) / 1e6, rssKiB: r.rss, rssAnonKiB: r.anon,
+        cycles, atS: (nowUs() - t0) / 1e6, rssKiB: r.rss, rssAnonKiB: r.anon, serverHeapKiB: Math.round(m('vvm_heap_used_bytes') / 1024),
         subscriptions: m('vvm_subscriptions'), groups: m('vvm_subscription_groups'), clientHeapKiB: Math.round(process.memoryUsage().heapUsed / 1024),
       })
     }
@@ -1058,6 +1062,10 @@ async function churn(opts: Options): Promise<ChurnResult> {
         flat: endMinusWarm <= Math.max(FLAT_SHARE * afterWarm.rssKiB, FLAT_SLACK_MIB * 1024),
       },
       rssAnon: { startKiB: samples[0]!.rssAnonKiB, afterWarmupKiB: afterWarm.rssAnonKiB, peakKiB: peak((s) => s.rssAnonKiB), endKiB: end.rssAnonKiB, endMinusWarmupKiB: end.rssAnonKiB - afterWarm.rssAnonKiB },
+      serverHeap: {
+        startKiB: samples[0]!.serverHeapKiB, afterWarmupKiB: afterWarm.serverHeapKiB, peakKiB: peak((s) => s.serverHeapKiB), endKiB: end.serverHeapKiB,
+        endMinusWarmupKiB: end.serverHeapKiB - afterWarm.serverHeapKiB, slopeKiBPer100k: slopePer100k(tail.map((s) => [s.cycles, s.serverHeapKiB])),
+      },
       idleAfter: { subscriptions: mIdle('vvm_subscriptions'), groupsByPartition: byPartition(mIdle) },
       afterBatchEverywhere: { groupsByPartition: byPartition(mBatch) },
       cores: coresBetween(mark0, mark1),
@@ -1121,12 +1129,13 @@ function markdown(r: BenchResult): string {
   const ch = r.churn
   if (ch !== undefined) {
     out.push('')
-    out.push(`**Churn**: ${int(ch.cycles)} subscribe → snapshot → unsubscribe cycles (${int(ch.identical)} on one identical read with ${o.churnDepositRatePerS} deposits/s into it, ${int(ch.distinct)} on ${int(o.churnAccounts)} distinct reads in ${o.churnWorkspaces} workspaces), ${o.churnConnections} connections × ${o.churnPipeline} in flight, \`--subscription-grace-s 0\`; server RSS from /proc (the server exports no heap figure); sampled every ${int(Math.floor(ch.cycles / Math.max(1, ch.samples.length - 1)))} cycles.`)
+    out.push(`**Churn**: ${int(ch.cycles)} subscribe → snapshot → unsubscribe cycles (${int(ch.identical)} on one identical read with ${o.churnDepositRatePerS} deposits/s into it, ${int(ch.distinct)} on ${int(o.churnAccounts)} distinct reads in ${o.churnWorkspaces} workspaces), ${o.churnConnections} connections × ${o.churnPipeline} in flight, \`--subscription-grace-s 0\`; server RSS from /proc, server V8 heap (main thread + partition workers) from \`vvm_heap_used_bytes\`; sampled every ${int(Math.floor(ch.cycles / Math.max(1, ch.samples.length - 1)))} cycles.`)
     out.push('')
     out.push('| figure | start | after 10 % | peak | end | end − after 10 % | slope per 100k cycles | flat |')
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|')
     out.push(`| server RSS, MiB | ${mib(ch.rss.startKiB)} | ${mib(ch.rss.afterWarmupKiB)} | ${mib(ch.rss.peakKiB)} | ${mib(ch.rss.endKiB)} | ${mib(ch.rss.endMinusWarmupKiB)} | ${mib(ch.rss.slopeKiBPer100k)} | ${ch.rss.flat ? 'yes' : '**no**'} |`)
     out.push(`| server RssAnon, MiB | ${mib(ch.rssAnon.startKiB)} | ${mib(ch.rssAnon.afterWarmupKiB)} | ${mib(ch.rssAnon.peakKiB)} | ${mib(ch.rssAnon.endKiB)} | ${mib(ch.rssAnon.endMinusWarmupKiB)} | | |`)
+    out.push(`| server V8 heap used (main + partitions), MiB | ${mib(ch.serverHeap.startKiB)} | ${mib(ch.serverHeap.afterWarmupKiB)} | ${mib(ch.serverHeap.peakKiB)} | ${mib(ch.serverHeap.endKiB)} | ${mib(ch.serverHeap.endMinusWarmupKiB)} | ${mib(ch.serverHeap.slopeKiBPer100k)} | |`)
     out.push(`| client heap used, MiB | ${mib(ch.clientHeapKiB.start)} | | ${mib(ch.clientHeapKiB.peak)} | ${mib(ch.clientHeapKiB.end)} | | | |`)
     out.push('')
     out.push(`${int(ch.cyclesPerS)} cycles/s (closed loop, ${ch.seconds.toFixed(0)} s); server ${ch.cores.server.toFixed(2)} cores, client ${ch.cores.client.toFixed(2)}, other ${ch.cores.other.toFixed(2)}. 2 s after the last cycle: ${ch.idleAfter.subscriptions} subscriptions, groups by partition ${ch.idleAfter.groupsByPartition.join(' / ')}, RSS ${mib(ch.rss.idleAfterKiB)} MiB; after a batch in every partition: groups ${ch.afterBatchEverywhere.groupsByPartition.join(' / ')}. Errors: ${int(errorCount(ch.errors))}.`)

@@ -18,6 +18,9 @@
 // with expires and no newer token of the connection is valid. Each has its own PUSH sequence;
 // while more than half of bufferedBytesMax waits, its diffs are coalesced (PendingDiff) and sent
 // when the socket drains; past subscriptionPendingOpsMax changed rows it ends with RESYNC.
+// The fan-out of a push to many connections is spread over ticks (DEFERRED_PUSHES_PER_TICK),
+// so that one popular group does not hold every other reply; a connection's own reply sends
+// its deferred pushes first, which keeps "a batch's diffs before its replies" per connection.
 
 import assert from 'node:assert/strict'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
@@ -52,6 +55,8 @@ const OP_KIND: Readonly<Record<number, 'command' | 'query' | 'table' | 'view' | 
   [Op.QUERY]: 'query', [Op.DOC_GET]: 'table', [Op.CDOCS]: 'table', [Op.VIEW]: 'view', [Op.SUBSCRIBE]: 'table, view or query',
 }
 
+/** Why 4096: about 5 ms of pushes at ~1.5 µs each; replies to other connections wait at most that long. */
+const DEFERRED_PUSHES_PER_TICK = 4096
 /** Why 1 s: idle and hello deadlines are whole seconds; one sweep of all connections per second is cheap. */
 const SWEEP_INTERVAL_MS = 1000
 /**
@@ -156,7 +161,13 @@ class WsSubscription implements Subscriber {
     public expiresAtMs: number, readonly login: string, private readonly pendingOpsMax: number,
   ) {}
 
+  /** From the hub: queued on the connection, sent in a later chunk or before its next reply. */
   deliver(p: Push): void {
+    if (this.ended) return
+    this.conn.defer(this, p)
+  }
+
+  deliverNow(p: Push): void {
     if (this.ended) return
     if (p.end) {
       // The group ended (an error, the partition stopped): nothing to release.
@@ -212,6 +223,9 @@ class Connection {
   /** SUBSCRIBEs sent to a partition and not answered yet. */
   subscribing = 0
   nextSubscriptionId = 1
+  /** Pushes not yet sent, as pairs (subscription, push): the fan-out is spread over ticks. */
+  private readonly deferred: (WsSubscription | Push)[] = []
+  private deferredHead = 0
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
   private flushScheduled = false
@@ -229,7 +243,37 @@ class Connection {
     const bytes = toMsgpackBody(body)
     this.api.record(sink.route, status, sink.startedMs, bytes)
     if (this.closed) return
+    // The diffs of a batch come before its replies: those still deferred go first.
+    this.sendDeferred(Infinity)
     this.queue(encodeReply(sink.reqId, status, retryAfterS, bytes))
+  }
+
+  /** A push of one of this connection's subscriptions, sent by the server's fan-out drain. */
+  defer(sub: WsSubscription, p: Push): void {
+    this.deferred.push(sub, p)
+    this.api.scheduleDeferred(this)
+  }
+
+  /** Sends up to `max` deferred pushes in order; returns how many it took. */
+  sendDeferred(max: number): number {
+    const d = this.deferred
+    let n = 0
+    while (this.deferredHead < d.length && n < max) {
+      const sub = d[this.deferredHead] as WsSubscription
+      const p = d[this.deferredHead + 1] as Push
+      this.deferredHead += 2
+      sub.deliverNow(p)
+      n++
+    }
+    if (this.deferredHead >= d.length) {
+      d.length = 0
+      this.deferredHead = 0
+    }
+    return n
+  }
+
+  get hasDeferred(): boolean {
+    return this.deferredHead < this.deferred.length
   }
 
   queue(frame: Uint8Array): void {
@@ -325,6 +369,10 @@ class WsServer implements WsApi {
   readonly limitsV2: ServerLimits
   readonly log: Logger | undefined
   private readonly closedByServer: Record<number, number> = {}
+  /** Connections with deferred pushes, in the order they got them. */
+  private readonly deferredConns = new Set<Connection>()
+  private deferredScheduled = false
+  private readonly drainDeferredBound = (): void => this.drainDeferred()
   private sweepTimer: NodeJS.Timeout | undefined
   private stopping = false
 
@@ -382,6 +430,32 @@ class WsServer implements WsApi {
         if (this.connections.size === 0) this.stopSweep()
       },
     })
+  }
+
+  scheduleDeferred(c: Connection): void {
+    this.deferredConns.add(c)
+    if (this.deferredScheduled) return
+    this.deferredScheduled = true
+    setImmediate(this.drainDeferredBound)
+  }
+
+  /**
+   * The fan-out of pushes, DEFERRED_PUSHES_PER_TICK at a time: a group with many subscribers
+   * does not hold the main thread for all of them at once, so replies to other connections go
+   * out between the chunks (a connection's own replies send its deferred pushes first).
+   */
+  private drainDeferred(): void {
+    this.deferredScheduled = false
+    let budget = DEFERRED_PUSHES_PER_TICK
+    for (const c of this.deferredConns) {
+      if (budget <= 0) break
+      budget -= c.sendDeferred(budget)
+      if (!c.hasDeferred) this.deferredConns.delete(c)
+    }
+    if (this.deferredConns.size > 0) {
+      this.deferredScheduled = true
+      setImmediate(this.drainDeferredBound)
+    }
   }
 
   private onMessage(c: Connection, message: ArrayBuffer, isBinary: boolean): void {

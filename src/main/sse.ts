@@ -10,7 +10,7 @@ import { VvmError } from '../shared/errors.js'
 import type { ReplySink } from './partitions.js'
 import type { ServerMetrics } from './metrics.js'
 import { PendingDiff, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
-import type { Diff } from '../shared/protocol/index.js'
+import { endOf, type Diff } from '../shared/protocol/index.js'
 
 export interface SseOptions {
   hub: SubscriptionHub
@@ -144,9 +144,8 @@ class SseSubscription implements Subscriber {
       this.write(event('diff', d.toOffset, p.json))
       return
     }
-    const pending = (this.pending ??= new PendingDiff())
-    pending.add(d)
-    if (pending.size > this.o.pendingOpsMax || pending.broken) this.finish(resyncError(this.o.pendingOpsMax))
+    this.pending ??= new PendingDiff(this.o.pendingOpsMax)
+    if (!this.pending.add(d)) this.finish(resyncError(this.o.pendingOpsMax))
   }
 
   write(chunk: string | Buffer): void {
@@ -162,7 +161,7 @@ class SseSubscription implements Subscriber {
     this.ended = true
     untrack(this)
     this.o.hub.remove(this.app, this.partition, this.groupId, this)
-    this.endStream(event('end', undefined, JSON.stringify({ type: 'end', status: e.status, code: e.code, message: e.message })))
+    this.endStream(event('end', undefined, JSON.stringify(endOf(e))))
   }
 
   /** The client went away. */

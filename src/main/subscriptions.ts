@@ -10,7 +10,7 @@
 import type { EnginePush, EngineRequest } from '../shared/engine-messages.js'
 import { Op, ReplyFormat } from '../shared/engine-messages.js'
 import { BusyError, VvmError } from '../shared/errors.js'
-import { appendOrder, packValue, unpackFrame, type Diff, type DiffOp, type End, type RowKey } from '../shared/protocol/index.js'
+import { appendOrder, encodeEnd, unpackFrame, type Diff, type DiffOp, type End, type RowKey } from '../shared/protocol/index.js'
 
 /** One push of a group, shared by its subscribers; decoded and transcoded at most once. */
 export class Push {
@@ -156,11 +156,6 @@ export class SubscriptionHub {
   }
 }
 
-export function encodeEnd(e: VvmError): Uint8Array {
-  const end: End = { type: 'end', status: e.status, code: e.code, message: e.message }
-  return packValue(end)
-}
-
 /**
  * The diffs a slow subscriber has not been sent, composed into one: per key the later op wins
  * (put then update is a put, put then delete is nothing, update then delete is a delete). The
@@ -178,11 +173,14 @@ export class PendingDiff {
   /** The full order once a diff carried one (kept current by later diffs). */
   private order: RowKey[] | undefined
 
+  constructor(readonly opsMax: number) {}
+
   get size(): number {
     return this.ops.size
   }
 
-  add(d: Diff): void {
+  /** Composes `d` in; false when the subscriber must be resynced instead (past opsMax, or broken). */
+  add(d: Diff): boolean {
     if (this.fromOffset < 0) this.fromOffset = d.fromOffset
     this.toOffset = d.toOffset
     for (const op of d.ops) {
@@ -203,6 +201,7 @@ export class PendingDiff {
     }
     if (d.order !== undefined) this.order = [...d.order]
     else if (this.order !== undefined) this.order = appendOrder(this.order, d.ops)
+    return this.ops.size <= this.opsMax && !this.broken
   }
 
   toDiff(): Diff {

@@ -37,8 +37,8 @@ import type { Authenticator, Caller } from './auth/authenticator.js'
 import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ReplySink } from './partitions.js'
-import { OP_SINCE_VERSION, encodePush } from '../shared/protocol/index.js'
-import { PendingDiff, encodeEnd, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
+import { OP_SINCE_VERSION, encodeEnd, encodePush } from '../shared/protocol/index.js'
+import { PendingDiff, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
 import type { Diff } from '../shared/protocol/index.js'
 
 export const WS_PATH = '/api/ws'
@@ -182,11 +182,10 @@ class WsSubscription implements Subscriber {
       return
     }
     if (this.pending === undefined) {
-      this.pending = new PendingDiff()
+      this.pending = new PendingDiff(this.pendingOpsMax)
       this.conn.holding++
     }
-    this.pending.add(p.decoded as Diff)
-    if (this.pending.size > this.pendingOpsMax || this.pending.broken) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
+    if (!this.pending.add(p.decoded as Diff)) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
   }
 
   /** The coalesced diffs, once the socket has room. */
@@ -300,7 +299,7 @@ class Connection {
     })
     // Diffs held back while the queue of this burst counted against the bound: uWS's drain
     // comes only after real backpressure, so what is free now is sent now.
-    if (this.holding > 0) this.onDrain()
+    this.onDrain()
   }
 
   /** Sends one frame; false when the connection was closed for being over its buffer bound. */

@@ -2,6 +2,8 @@
 // resume reply lists. Part of the wire contract, shared by the partition workers that make
 // diffs, the main thread that coalesces them and the SDK that applies them.
 
+import { packValue } from './codec.js'
+
 export type RowKey = string | number
 
 export interface DiffOp {
@@ -29,6 +31,16 @@ export interface End {
   status: number
   code: string
   message: string
+}
+
+/** The end of a subscription, from the error that ended it. */
+export function endOf(e: { status: number; code: string; message: string }): End {
+  return { type: 'end', status: e.status, code: e.code, message: e.message }
+}
+
+/** The MessagePack body of an end PUSH. */
+export function encodeEnd(e: { status: number; code: string; message: string }): Uint8Array {
+  return packValue(endOf(e))
 }
 
 /** The order a diff without `order` leaves: deleted keys out, put keys appended in op order. */

@@ -130,9 +130,10 @@ export async function* readPlog(storage: IAppStorage, partition: number, from: n
   }
 }
 
-/** The state an async projector sees: committed records, views merged with its batch. */
 /** Projectors act for no caller. */
 const SYSTEM_PRINCIPAL: Principal = { login: '', roles: [] }
+
+/** The state an async projector sees: committed records, views merged with its batch. */
 
 class ActualizerState extends StorageReadState implements ProjectorState {
   constructor(app: AppDef, storage: IAppStorage, wsid: number, readonly staging: ViewStaging) {

@@ -45,7 +45,7 @@ export class QueryProcessor {
   }
 
   /** The caller's roles in the workspace: its token's, the grants stored here, `public`. */
-  async principalOf(storage: IAppStorage, req: EngineRequest): Promise<Principal> {
+  private async principalOf(storage: IAppStorage, req: EngineRequest): Promise<Principal> {
     const given = req.principal ?? ANONYMOUS
     if (!needsStoredGrants(given)) return effectiveRoles(given, [])
     const k = grantsKey(req.wsid, given.login)
@@ -159,7 +159,6 @@ export class QueryProcessor {
   }
 }
 
-/** QueryState over committed storage. */
 /** QueryState over committed storage; `stagings` add uncommitted view rows (async projectors). */
 export class StorageReadState implements QueryState {
   constructor(

@@ -24,8 +24,8 @@ import type { Bytes } from '../../shared/storage/types.js'
 import type { QueryProcessor } from '../query/query-processor.js'
 import type { PartitionState } from '../command/partition-state.js'
 import { TrackingStorage, inRange, pkHex, type ReadSet } from './read-set.js'
-import { appendOrder, type Diff, type DiffOp, type RowKey } from '../../shared/protocol/subscriptions.js'
-import { Packr } from 'msgpackr'
+import { appendOrder, encodeEnd, type Diff, type DiffOp, type RowKey } from '../../shared/protocol/subscriptions.js'
+import { packValue } from '../../shared/protocol/codec.js'
 
 export interface SubscriptionGroupsOptions {
   /** Groups a partition keeps at most (live ones and ones in their grace period). */
@@ -70,7 +70,6 @@ export interface SubscriptionStats {
   diffs: number
 }
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true })
 
 export class SubscriptionGroups {
   private readonly groups = new Map<number, Group>()
@@ -104,11 +103,12 @@ export class SubscriptionGroups {
   noteWrites(items: readonly { pk: Bytes; cc: Bytes }[]): void {
     if (this.index.size === 0) return
     for (const it of items) {
-      const groups = this.index.get(pkHex(it.pk))
+      const pk = pkHex(it.pk)
+      const groups = this.index.get(pk)
       if (groups === undefined) continue
       for (const g of groups) {
         if (this.dirty.has(g)) continue
-        const ranges = g.reads.get(pkHex(it.pk))!
+        const ranges = g.reads.get(pk)!
         if (ranges.some((r) => inRange(r, it.cc))) this.dirty.add(g)
       }
     }
@@ -258,7 +258,7 @@ export class SubscriptionGroups {
     g.rows = next.rows
     g.order = next.order
     g.stateSince = offset
-    const body = packr.pack(diff)
+    const body = packValue(diff)
     this.keep(g, diff, body.byteLength)
     this.diffs++
     return { groupId: g.id, end: false, body }
@@ -333,7 +333,7 @@ export class SubscriptionGroups {
 }
 
 function endPush(groupId: number, e: VvmError): EnginePush {
-  return { groupId, end: true, body: packr.pack({ type: 'end', status: e.status, code: e.code, message: e.message }) }
+  return { groupId, end: true, body: encodeEnd(e) }
 }
 
 function snapshotRows(g: Group): { key: RowKey; row: Row }[] {

@@ -67,6 +67,12 @@ export declare class WasmModule {
 }
 
 /**
+ * How many times the epoch clock has ticked in this process; it does not
+ * move while no guest code runs.
+ */
+export declare function epochTicks(): number
+
+/**
  * Options of `new WasmEngine(options)`. All sizes are per instance except
  * `instancesMax`.
  */

@@ -773,9 +773,10 @@ if (
   }
 }
 
-const { WasmEngine, WasmInstance, WasmInstancePre, WasmModule } = nativeBinding
+const { WasmEngine, WasmInstance, WasmInstancePre, WasmModule, epochTicks } = nativeBinding
 export { WasmEngine }
 export { WasmInstance }
 export { WasmInstancePre }
 export { WasmModule }
+export { epochTicks }
 export const __napiBindingTarget = __napiLoadedBindingTarget

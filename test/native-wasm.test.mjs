@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { WasmEngine } from '../native/index.js';
+import { WasmEngine, epochTicks } from '../native/index.js';
 
 const fixture = (name) => readFileSync(new URL(`./fixtures/wasm/${name}.wasm`, import.meta.url));
 const GUEST = fixture('guest');
@@ -374,6 +374,19 @@ if (isMainThread) {
     // wasm code, the deadline does; the worker must still exit cleanly.
     const exitCode = await worker.terminate();
     assert.equal(typeof exitCode, 'number');
+  });
+
+  test('the epoch clock ticks while guest code runs and parks otherwise', async () => {
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    const pre = guestPre({ ...engineOptions, deadlineMs: 30 });
+    const started = epochTicks();
+    assert.equal(invokeError(pre.instantiate(), 'spin').code, 'WASM_DEADLINE');
+    assert.ok(epochTicks() - started >= 30, `a 30 ms deadline took ${epochTicks() - started} ticks`);
+    // Earlier tests' guests (the terminated worker's spin) end at their deadlines.
+    await sleep(300);
+    const idle = epochTicks();
+    await sleep(300);
+    assert.equal(epochTicks(), idle, 'the clock ticked with no guest code running');
   });
 
   test('measurements (printed, not asserted)', (t) => {

@@ -1,12 +1,19 @@
 //! One process-wide thread that advances the epoch of every live engine every
-//! `EPOCH_TICK`. Deadlines are counted in these ticks (`deadlineMs` = ticks).
+//! `EPOCH_TICK` while some guest code runs. Deadlines are counted in these
+//! ticks (`deadlineMs` = ticks), from the moment a call sets its deadline.
 //!
 //! One thread for all engines, not one per engine: each worker thread has its
 //! own engine, and a dozen threads waking 1000 times a second is waste. The
 //! thread holds only weak references, so it never keeps an engine alive, and
 //! it exits when the last engine is gone (the next engine starts it again).
+//!
+//! While no guest code runs (no `Running` guard is alive) the thread parks:
+//! an idle server does not wake 1000 times a second. A frozen epoch changes
+//! no deadline, as each call sets its own relative to the epoch at its start.
 
-use std::sync::Mutex;
+use napi_derive::napi;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -15,6 +22,8 @@ use wasmtime::{Engine, EngineWeak};
 /// Why 1 ms: the default deadline is 50 ms, so a tick adds at most 2% to it,
 /// and sleeping 1 ms costs well under 1% of one core.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// While parked, how often the thread looks whether its engines still live.
+const PARKED_CHECK: Duration = Duration::from_secs(1);
 
 struct Ticker {
   engines: Vec<EngineWeak>,
@@ -22,10 +31,26 @@ struct Ticker {
 }
 
 static TICKER: Mutex<Ticker> = Mutex::new(Ticker { engines: Vec::new(), running: false });
+/// Guest calls (and instantiations) under way, on every thread of the process.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static WAKE: Condvar = Condvar::new();
+/// Ticks since the process started (for tests and diagnostics).
+static TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// Starts ticking `engine`'s epoch until the engine is dropped.
+/// How many times the epoch clock has ticked in this process; it does not
+/// move while no guest code runs.
+#[napi]
+pub fn epoch_ticks() -> f64 {
+  TICKS.load(Ordering::Relaxed) as f64
+}
+
+fn lock() -> MutexGuard<'static, Ticker> {
+  TICKER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts ticking `engine`'s epoch (while guest code runs) until the engine is dropped.
 pub fn register(engine: &Engine) {
-  let mut ticker = TICKER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let mut ticker = lock();
   ticker.engines.push(engine.weak());
   if !ticker.running {
     ticker.running = true;
@@ -36,20 +61,62 @@ pub fn register(engine: &Engine) {
   }
 }
 
+/// Held while guest code may run: the epoch advances as long as one is alive.
+pub struct Running(());
+
+impl Running {
+  pub fn start() -> Running {
+    if ACTIVE.fetch_add(1, Ordering::AcqRel) == 0 {
+      // Take the lock so that the wake-up cannot fall between the ticker's
+      // check of ACTIVE and its wait.
+      let _ticker = lock();
+      WAKE.notify_all();
+    }
+    Running(())
+  }
+}
+
+impl Drop for Running {
+  fn drop(&mut self) {
+    ACTIVE.fetch_sub(1, Ordering::AcqRel);
+  }
+}
+
 fn run() {
   loop {
-    thread::sleep(EPOCH_TICK);
-    let mut ticker = TICKER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    ticker.engines.retain(|weak| match weak.upgrade() {
-      Some(engine) => {
-        engine.increment_epoch();
-        true
+    let mut ticker = lock();
+    while ACTIVE.load(Ordering::Acquire) == 0 {
+      let (guard, timeout) = WAKE.wait_timeout(ticker, PARKED_CHECK).unwrap_or_else(|poisoned| poisoned.into_inner());
+      ticker = guard;
+      if timeout.timed_out() && !retain_live(&mut ticker, false) {
+        return;
       }
-      None => false,
-    });
-    if ticker.engines.is_empty() {
-      ticker.running = false;
+    }
+    drop(ticker);
+    thread::sleep(EPOCH_TICK);
+    let mut ticker = lock();
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    if !retain_live(&mut ticker, true) {
       return;
     }
   }
+}
+
+/// Drops dead engines (advancing the live ones' epochs when `tick`); false,
+/// with the thread marked stopped, when none is left.
+fn retain_live(ticker: &mut Ticker, tick: bool) -> bool {
+  ticker.engines.retain(|weak| match weak.upgrade() {
+    Some(engine) => {
+      if tick {
+        engine.increment_epoch();
+      }
+      true
+    }
+    None => false,
+  });
+  if ticker.engines.is_empty() {
+    ticker.running = false;
+    return false;
+  }
+  true
 }

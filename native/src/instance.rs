@@ -131,6 +131,7 @@ impl WasmInstancePre {
     store.limiter(|data| &mut data.limiter);
     store.epoch_deadline_trap();
     // The start function, if any, runs under the same deadline as a call.
+    let _running = crate::epoch::Running::start();
     store.set_epoch_deadline(limits.deadline_ticks);
     let instance = self.pre.instantiate(&mut store).map_err(classify)?;
     let memory = instance
@@ -285,6 +286,7 @@ fn run_entry(
     }
   };
   let len = abi_len(input.len(), "input")?;
+  let _running = crate::epoch::Running::start();
   live.store.set_epoch_deadline(deadline_ticks);
 
   let ptr = live.alloc.call(&mut live.store, len as i32).map_err(classify)? as u32;

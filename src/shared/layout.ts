@@ -23,7 +23,7 @@
 // `getBatch`.
 
 import { Packr } from 'msgpackr'
-import { concatBytes, u16be, u64be } from './storage/keys.js'
+import { keyWriter as kw } from './storage/keys.js'
 
 const META = 0x00
 const PART_HEAD = 0x01
@@ -56,43 +56,43 @@ const utf8 = new TextEncoder()
 
 export const metaKey = { pk: new Uint8Array([META]), cc: EMPTY }
 
-export const partitionHeadKey = (partition: number) => ({ pk: concatBytes(new Uint8Array([PART_HEAD]), u16be(partition)), cc: EMPTY })
+export const partitionHeadKey = (partition: number) => ({ pk: kw.begin().u8(PART_HEAD).u16(partition).end(), cc: EMPTY })
 
 export const plogKey = (partition: number, offset: number) => ({
-  pk: concatBytes(new Uint8Array([PLOG]), u16be(partition), u64be(Math.floor(offset / LOG_CHUNK_OFFSETS))),
-  cc: u64be(offset),
+  pk: kw.begin().u8(PLOG).u16(partition).u64(Math.floor(offset / LOG_CHUNK_OFFSETS)).end(),
+  cc: kw.begin().u64(offset).end(),
 })
 
-export const wsHeadKey = (wsid: number) => ({ pk: concatBytes(new Uint8Array([WS_HEAD]), u64be(wsid)), cc: EMPTY })
+export const wsHeadKey = (wsid: number) => ({ pk: kw.begin().u8(WS_HEAD).u64(wsid).end(), cc: EMPTY })
 
 export const wlogKey = (wsid: number, offset: number) => ({
-  pk: concatBytes(new Uint8Array([WLOG]), u64be(wsid), u64be(Math.floor(offset / LOG_CHUNK_OFFSETS))),
-  cc: u64be(offset),
+  pk: kw.begin().u8(WLOG).u64(wsid).u64(Math.floor(offset / LOG_CHUNK_OFFSETS)).end(),
+  cc: kw.begin().u64(offset).end(),
 })
 
-export const recordsPk = (wsid: number) => concatBytes(new Uint8Array([RECORD]), u64be(wsid))
-export const recordCc = (id: number) => u64be(id)
+export const recordsPk = (wsid: number) => kw.begin().u8(RECORD).u64(wsid).end()
+export const recordCc = (id: number) => kw.begin().u64(id).end()
 
-export const collectionPk = (wsid: number, table: string) => concatBytes(new Uint8Array([COLLECTION]), u64be(wsid), utf8.encode(table))
+export const collectionPk = (wsid: number, table: string) => kw.begin().u8(COLLECTION).u64(wsid).utf8String(table).end()
 
 export const viewPk = (wsid: number, view: string, pkTuple: Uint8Array) =>
-  concatBytes(new Uint8Array([VIEW]), u64be(wsid), utf8.encode(view), new Uint8Array([0]), pkTuple)
+  kw.begin().u8(VIEW).u64(wsid).utf8String(view).u8(0).bytes(pkTuple).end()
 
-export const idempotencyKey = (wsid: number, key: string) => ({ pk: concatBytes(new Uint8Array([IDEMPOTENCY]), u64be(wsid)), cc: utf8.encode(key) })
+export const idempotencyKey = (wsid: number, key: string) => ({ pk: kw.begin().u8(IDEMPOTENCY).u64(wsid).end(), cc: utf8.encode(key) })
 
 /** The last group commit's full write set, written first where batches are not atomic. */
-export const commitIntentKey = (partition: number) => ({ pk: concatBytes(new Uint8Array([COMMIT_INTENT]), u16be(partition)), cc: EMPTY })
+export const commitIntentKey = (partition: number) => ({ pk: kw.begin().u8(COMMIT_INTENT).u16(partition).end(), cc: EMPTY })
 
 export const actualizerOffsetKey = (partition: number, projector: string) => ({
-  pk: concatBytes(new Uint8Array([ACT_OFFSET]), u16be(partition)),
+  pk: kw.begin().u8(ACT_OFFSET).u16(partition).end(),
   cc: utf8.encode(projector),
 })
 
 /** Roles granted in a workspace by sys.GrantRole; written by the workspace's command processor only. */
-export const grantsKey = (wsid: number, login: string) => ({ pk: concatBytes(new Uint8Array([GRANTS]), u64be(wsid)), cc: utf8.encode(login) })
+export const grantsKey = (wsid: number, login: string) => ({ pk: kw.begin().u8(GRANTS).u64(wsid).end(), cc: utf8.encode(login) })
 
 /** A login of the app (password hash); written and read by the main thread only (src/main/auth). */
-export const loginKey = (login: string) => ({ pk: concatBytes(new Uint8Array([LOGIN]), utf8.encode(login)), cc: EMPTY })
+export const loginKey = (login: string) => ({ pk: kw.begin().u8(LOGIN).utf8String(login).end(), cc: EMPTY })
 
 /** Stored shapes. Short property names: they are written once per event or record. */
 export interface StoredRecord { q: string; a: boolean; f: Record<string, unknown> }

@@ -13,7 +13,7 @@ import { renderError } from '../shared/reply.js'
 import { RingConsumer, RingProducer } from '../shared/ring/spsc-ring.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
-import { CommandProcessor, type BatchStats } from './command/processor.js'
+import { CommandProcessor, type BatchStats, type ExecutedBatch } from './command/processor.js'
 import { PartitionState } from './command/partition-state.js'
 import { committerFor } from './command/commit.js'
 import { QueryProcessor } from './query/query-processor.js'
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   parentPort!.on('message', onMessage)
 
   const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
-  const batch: EngineRequest[] = []
+  let batch: EngineRequest[] = []
   const endedGroups: EnginePush[] = []
   const publishSubStats = (): void => {
     const ss = subs!.stats()
@@ -131,7 +131,11 @@ async function main(): Promise<void> {
     const e = tooLarge(bytes)
     return { reqId: r.reqId, status: e.status, body: renderError(req.format, e), retryAfterS: 0 }
   }
-  const onFrame = (f: Uint8Array): void => { batch.push(decodeRequest(f)) }
+  let batchBytes = 0
+  const onFrame = (f: Uint8Array): void => {
+    batchBytes += f.byteLength
+    batch.push(decodeRequest(f))
+  }
   const publishLags = (): void => {
     const u = extensions.usage()
     stats[Stat.ENGINE_INSTANCES] = u.instances
@@ -145,8 +149,30 @@ async function main(): Promise<void> {
   const lagTimer = setInterval(publishLags, LAG_PUBLISH_MS)
   stats[Stat.PLOG_OFFSET] = part.plogOffset
   post({ type: 'ready', plogOffset: part.plogOffset })
+  // The commit is pipelined: batch N+1 executes while batch N is being written, and is
+  // committed (and answered) only after N. At most one commit is under way.
+  let inflight: InFlight | undefined
+  const startCommit = (reqs: EngineRequest[], executed: ExecutedBatch): InFlight =>
+    ({ reqs, executed, abandoned: executed.abandoned, durable: processor.commit(executed, batchStats) })
+  /** Waits for the commit under way, or for new requests if they come first. */
+  const awaitCommitOrData = async (f: InFlight): Promise<boolean> => {
+    const data = requests.waitForData(IDLE_WAIT_MS).then(() => false)
+    const committed = await Promise.race([f.durable.then(() => true), data])
+    if (committed) {
+      requests.interruptWait()
+      await data
+    }
+    return committed
+  }
   for (;;) {
     if (!requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0) {
+      if (inflight !== undefined) {
+        if (await awaitCommitOrData(inflight)) {
+          await finish(inflight)
+          inflight = undefined
+        }
+        continue
+      }
       if (Atomics.load(control, Control.SHUTDOWN) !== 0) break
       // Subscription groups past their grace go while the partition is idle too.
       subs.dropIdle(Date.now())
@@ -154,19 +180,43 @@ async function main(): Promise<void> {
       await requests.waitForData(IDLE_WAIT_MS)
       continue
     }
-    batch.length = 0
+    batch = []
+    batchBytes = 0
     requests.drain(onFrame, data.options.batchCommandsMax, BATCH_BYTES_MAX)
     for (const j of jobsDue.splice(0)) batch.push(j)
-    const writes = batch.filter((r) => isWriteOp(r.op))
-    const out = await processor.processBatch(writes, batchStats)
-    // The batch is durable: the subscriptions it changed are evaluated now, and their diffs go
-    // out before its replies (a client sees its command's effect before the command's reply).
+    // An abandoned batch is never written: the next one stages on the committed state instead.
+    const parent = inflight !== undefined && !inflight.abandoned ? inflight.executed : undefined
+    const executed = await processor.execute(batch.filter((r) => isWriteOp(r.op)), parent, batchStats)
+    // A failed commit voids what executed meanwhile (the partition was recovering under it).
+    if (inflight !== undefined && !(await finish(inflight)) && !inflight.abandoned) processor.abandon(executed)
+    // Requests that came while the previous batch was committed join this one: one commit
+    // fewer, within the same bounds.
+    if (!executed.abandoned && requests.hasData() && batch.length < data.options.batchCommandsMax && batchBytes < BATCH_BYTES_MAX) {
+      const first = batch.length
+      requests.drain(onFrame, data.options.batchCommandsMax - batch.length, BATCH_BYTES_MAX - batchBytes)
+      await processor.extend(executed, batch.slice(first).filter((r) => isWriteOp(r.op)), batchStats)
+    }
+    inflight = startCommit(batch, executed)
+  }
+  if (inflight !== undefined) await finish(inflight)
+
+  /**
+   * After a batch's commit: the subscriptions it changed are evaluated, the batch's reads run,
+   * and diffs and replies go out (a client sees its command's effect before its reply).
+   * False when the commit failed.
+   */
+  async function finish(f: InFlight): Promise<boolean> {
+    const durable = await f.durable
+    const batch = f.reqs
+    const writes = f.executed.reqs
+    const out = f.executed.replies
+    if (durable) deployment.notifyCommitted(part.plogOffset, f.executed.staging.events)
     const pushes = endedGroups.splice(0)
-    pushes.push(...(await subs.settle(Date.now())))
+    pushes.push(...(await subs!.settle(Date.now())))
     for (const r of batch) {
       if (isWriteOp(r.op)) continue
-      if (r.op === Op.SUBSCRIBE) out.push(fitSubscribeReply(await subs.subscribe(r, Date.now()), r))
-      else if (r.op === Op.UNSUBSCRIBE) out.push(subs.release(r, Date.now()))
+      if (r.op === Op.SUBSCRIBE) out.push(fitSubscribeReply(await subs!.subscribe(r, Date.now()), r))
+      else if (r.op === Op.UNSUBSCRIBE) out.push(subs!.release(r, Date.now()))
       else out.push(queries !== undefined ? await queries.run(r) : misrouted(r))
     }
     publishSubStats()
@@ -180,7 +230,6 @@ async function main(): Promise<void> {
     stats[Stat.COMMITTED] = batchStats.committed
     stats[Stat.COMMIT_MS_TOTAL] = batchStats.commitMs
     stats[Stat.PLOG_OFFSET] = part.plogOffset
-    deployment.notifyCommitted(part.plogOffset)
     publishLags()
     await sendReplies(replies, out.filter((r, i) => {
       if (r.reqId !== 0) return true
@@ -190,6 +239,7 @@ async function main(): Promise<void> {
       post({ type: 'log', level: r.status < 300 ? 'info' : 'error', msg: `partition ${data.partition}: job ${job.qname} ${r.status < 300 ? 'ran' : `failed (${r.status}): ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`}` })
       return false
     }))
+    return durable
   }
   clearInterval(lagTimer)
   parentPort!.off('message', onMessage)
@@ -217,6 +267,15 @@ async function sendFrames(ring: RingProducer, frames: readonly Uint8Array[]): Pr
     }
   }
   ring.publish()
+}
+
+/** A batch executed and being committed, with the reads that came in the same drain. */
+interface InFlight {
+  readonly reqs: readonly EngineRequest[]
+  readonly executed: ExecutedBatch
+  /** Abandoned before its commit started: nothing of it is written, nothing builds on it. */
+  readonly abandoned: boolean
+  readonly durable: Promise<boolean>
 }
 
 function misrouted(r: EngineRequest): EngineReply {

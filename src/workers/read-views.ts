@@ -22,7 +22,8 @@ export type ViewStaging = Map<string, StagedViewRow>
 export const VIEW_READ_ROWS_MAX = 10_000
 
 export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
-  return Buffer.from(pk).toString('hex') + '/' + Buffer.from(cc).toString('hex')
+  // Views of the caller's bytes, not copies.
+  return Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('hex') + '/' + Buffer.from(cc.buffer, cc.byteOffset, cc.byteLength).toString('hex')
 }
 
 export function readViewRange(

@@ -68,6 +68,97 @@ export function readU64be(bytes: Uint8Array, offset = 0): number {
   return n
 }
 
+/**
+ * Builds a key in a scratch buffer and returns it as one exact-size array: the command path
+ * builds several keys per command, and composing them from small arrays (tag, u16, u64, utf8,
+ * concat) cost five or six allocations each. Not re-entrant: end one key before beginning
+ * another with the same writer. Module state, so one writer per thread.
+ */
+export class KeyWriter {
+  private buf = new Uint8Array(256)
+  private view = new DataView(this.buf.buffer)
+  private length = 0
+  private readonly utf8 = new TextEncoder()
+
+  begin(): this {
+    this.length = 0
+    return this
+  }
+
+  u8(n: number): this {
+    this.reserve(1)
+    this.buf[this.length++] = n
+    return this
+  }
+
+  u16(n: number): this {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new VvmError('VALIDATION', `u16be: ${n} is not an integer in [0, 65535]`)
+    this.reserve(2)
+    this.view.setUint16(this.length, n)
+    this.length += 2
+    return this
+  }
+
+  /** Big-endian 8 bytes of a non-negative safe integer, as `u64be`. */
+  u64(n: number): this {
+    if (!Number.isSafeInteger(n) || n < 0) throw new VvmError('VALIDATION', `u64be: ${n} is not a non-negative safe integer`)
+    this.reserve(8)
+    this.view.setUint32(this.length, Math.floor(n / U32_RANGE))
+    this.view.setUint32(this.length + 4, n % U32_RANGE)
+    this.length += 8
+    return this
+  }
+
+  /** A signed 64-bit integer in the order-preserving form of `encodeKeyTuple`. */
+  int64(value: number | bigint, index: number): this {
+    this.reserve(8)
+    const at = this.length
+    if (typeof value === 'number') {
+      if (!Number.isSafeInteger(value)) throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: int ${value} is not a safe integer`)
+      const high = Math.floor(value / U32_RANGE)
+      this.view.setInt32(at, high)
+      this.view.setUint32(at + 4, value - high * U32_RANGE)
+    } else {
+      if (value < INT64_MIN || value > INT64_MAX) throw new VvmError('VALIDATION', `encodeKeyTuple: part ${index}: int ${value} is outside int64`)
+      this.view.setBigInt64(at, value)
+    }
+    this.buf[at] = this.buf[at]! ^ 0x80
+    this.length += 8
+    return this
+  }
+
+  bytes(b: Uint8Array): this {
+    this.reserve(b.length)
+    this.buf.set(b, this.length)
+    this.length += b.length
+    return this
+  }
+
+  utf8String(s: string): this {
+    // Three bytes per UTF-16 unit at most.
+    this.reserve(s.length * 3)
+    this.length += this.utf8.encodeInto(s, this.buf.subarray(this.length)).written
+    return this
+  }
+
+  /** A copy of the key built since `begin`. */
+  end(): Uint8Array {
+    return this.buf.slice(0, this.length)
+  }
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n))
+    next.set(this.buf.subarray(0, this.length))
+    this.buf = next
+    this.view = new DataView(next.buffer)
+  }
+}
+
+/** The writer of storage keys (layout, backends); not for key tuples, which use their own. */
+export const keyWriter = new KeyWriter()
+const tupleWriter = new KeyWriter()
+
 export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   let length = 0
   for (const part of parts) length += part.length
@@ -107,9 +198,13 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
 
 /** Concatenated order-preserving encodings: tuples compare component by component. */
 export function encodeKeyTuple(values: readonly KeyPart[]): Uint8Array {
-  const parts: Uint8Array[] = []
-  for (let i = 0; i < values.length; i++) parts.push(encodePart(values[i]!, i))
-  return parts.length === 1 ? parts[0]! : concatBytes(...parts)
+  const w = tupleWriter.begin()
+  for (let i = 0; i < values.length; i++) {
+    const part = values[i]!
+    if (part.type === 'int') w.int64(part.value, i)
+    else w.bytes(encodePart(part, i))
+  }
+  return w.end()
 }
 
 export function decodeKeyTuple(bytes: Uint8Array, types: readonly KeyPartType[]): DecodedKeyPart[] {

@@ -41,10 +41,24 @@ export interface TtlValue {
   readonly expiresAtMs: number
 }
 
+export interface PutBatchOptions {
+  /**
+   * False for data that can be rebuilt (async projections and their offsets): the batch reaches
+   * the operating system but is not flushed to the disk on its own. It survives a crash of the
+   * process; a power loss or an OS crash can lose it, whole (never half of it), and never
+   * after a later durable write, which flushes it too (level). Backends without a cheaper
+   * write (mem, cassandra) ignore it. Default true.
+   */
+  readonly durable?: boolean
+}
+
 export interface IAppStorage {
   put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void>
-  /** Atomic where the backend can make it so (mem, level); durable when it resolves. */
-  putBatch(items: readonly BatchItem[]): Promise<void>
+  /**
+   * Atomic where the backend can make it so (mem, level); durable when it resolves, unless
+   * `options.durable` is false (see `PutBatchOptions`).
+   */
+  putBatch(items: readonly BatchItem[], options?: PutBatchOptions): Promise<void>
   get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined>
   /** Values in the order of `ccs`; `undefined` where absent. */
   getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]>

@@ -46,6 +46,19 @@ export class Wakeup {
   }
 }
 
+/** A committed event as the command processor staged it. */
+export interface CommittedEvent {
+  readonly plogOffset: number
+  readonly event: StoredEvent
+}
+
+/** Where an actualizer learns of commits and finds recent events without reading storage. */
+export interface EventSource {
+  committed(): number
+  /** Events from..to (offsets, inclusive) while they are in memory; else undefined. */
+  recent(from: number, to: number): readonly CommittedEvent[] | undefined
+}
+
 export class AsyncActualizer {
   offset = 0
   private failures = 0
@@ -60,19 +73,19 @@ export class AsyncActualizer {
   ) {}
 
   /** Runs until `signal` fires; a batch under way is finished (or dropped) first. */
-  async run(committedOffset: () => number, wakeup: Wakeup, signal: AbortSignal): Promise<void> {
+  async run(source: EventSource, wakeup: Wakeup, signal: AbortSignal): Promise<void> {
     const k = actualizerOffsetKey(this.partition, this.projector.qname)
     const stored = await this.storage.get(k.pk, k.cc)
     this.offset = stored === undefined ? 0 : decodeStored<{ po: number }>(stored).po
     while (!signal.aborted) {
-      if (this.offset >= committedOffset()) {
+      if (this.offset >= source.committed()) {
         await wakeup.wait(signal)
         continue
       }
       if (this.opts.flushIntervalMs > 0) await sleep(this.opts.flushIntervalMs, signal)
       if (signal.aborted) break
       try {
-        await this.step(committedOffset(), signal)
+        await this.step(source, signal)
         if (this.failures > 0) this.opts.log('info', `${this.projector.qname} p${this.partition}: recovered at offset ${this.offset}`)
         this.failures = 0
       } catch (err) {
@@ -85,11 +98,15 @@ export class AsyncActualizer {
     }
   }
 
-  /** Projects events offset+1 .. min(committed, offset+batchEventsMax) and stores them with the new offset. */
-  private async step(committed: number, signal: AbortSignal): Promise<void> {
-    const to = Math.min(committed, this.offset + this.opts.batchEventsMax)
+  /**
+   * Projects events offset+1 .. min(committed, offset+batchEventsMax) and stores them with the
+   * new offset. Events still in memory are taken from there; older ones are read from the PLog.
+   */
+  private async step(source: EventSource, signal: AbortSignal): Promise<void> {
+    const to = Math.min(source.committed(), this.offset + this.opts.batchEventsMax)
     const staging: ViewStaging = new Map()
-    for await (const [offset, event] of readPlog(this.storage, this.partition, this.offset + 1, to)) {
+    const events = source.recent(this.offset + 1, to) ?? readPlog(this.storage, this.partition, this.offset + 1, to)
+    for await (const { plogOffset: offset, event } of events) {
       if (!this.triggers(event)) continue
       const pe: ProjectorEvent = {
         qname: event.q, wsid: event.ws, plogOffset: offset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
@@ -106,7 +123,8 @@ export class AsyncActualizer {
     const k = actualizerOffsetKey(this.partition, this.projector.qname)
     const items: BatchItem[] = [...staging.values()].map((r) => ({ pk: r.pk, cc: r.cc, value: r.value }))
     items.push({ pk: k.pk, cc: k.cc, value: encodeStored({ po: to }) })
-    await this.storage.putBatch(items)
+    // Derived data: a power loss may cost the last projections, never the PLog they come from.
+    await this.storage.putBatch(items, { durable: false })
     this.offset = to
   }
 
@@ -117,14 +135,14 @@ export class AsyncActualizer {
 }
 
 /** Events of a partition's PLog with from <= offset <= to, across 4096-offset chunks. */
-export async function* readPlog(storage: IAppStorage, partition: number, from: number, to: number): AsyncIterable<[number, StoredEvent]> {
+export async function* readPlog(storage: IAppStorage, partition: number, from: number, to: number): AsyncIterable<CommittedEvent> {
   let offset = from
   while (offset <= to) {
     const first = plogKey(partition, offset)
     const chunkEnd = Math.min(to, (Math.floor(offset / 4096) + 1) * 4096 - 1)
     for await (const r of storage.read(first.pk, { ccFrom: first.cc, ccTo: plogKey(partition, chunkEnd + 1).cc })) {
       const o = Number(Buffer.from(r.cc).readBigUInt64BE(0))
-      yield [o, decodeStored<StoredEvent>(r.value)]
+      yield { plogOffset: o, event: decodeStored<StoredEvent>(r.value) }
     }
     offset = chunkEnd + 1
   }

@@ -8,7 +8,14 @@ import { Cron } from 'croner'
 import type { AppDef, ResolvedJob } from '../../shared/appdef/types.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import type { ExtensionRunner } from '../extensions.js'
-import { AsyncActualizer, Wakeup, type ActualizerOptions } from './actualizer.js'
+import { AsyncActualizer, Wakeup, type ActualizerOptions, type CommittedEvent } from './actualizer.js'
+
+/**
+ * Why 4,096: the committed events kept in memory for the actualizers, so that one that keeps up
+ * never reads its events back from storage; about 4 batches of the default size. An actualizer
+ * further behind reads the PLog.
+ */
+export const RECENT_EVENTS_MAX = 4096
 
 export interface DeploymentOptions extends ActualizerOptions {
   /** Called when a job is due: queue it on the command path (at most one pending run per job). */
@@ -22,6 +29,8 @@ export class PartitionDeployment {
   private actualizers: AsyncActualizer[] = []
   private readonly wakeup = new Wakeup()
   private committed = 0
+  /** The last committed events, contiguous, ending at `committed`. */
+  private recent: CommittedEvent[] = []
   current: AppDef | undefined
 
   constructor(
@@ -34,11 +43,13 @@ export class PartitionDeployment {
   async deploy(app: AppDef, committedOffset: number): Promise<void> {
     await this.undeploy()
     this.committed = committedOffset
+    this.recent = []
     const ctl = new AbortController()
     this.ctl = ctl
     this.current = app
     this.actualizers = app.asyncProjectors.map((p) => new AsyncActualizer(app, p, this.storage, this.partition, this.runner, this.opts))
-    this.runners = this.actualizers.map((a) => a.run(() => this.committed, this.wakeup, ctl.signal).catch((err: unknown) => {
+    const source = { committed: () => this.committed, recent: (from: number, to: number) => this.recentEvents(from, to) }
+    this.runners = this.actualizers.map((a) => a.run(source, this.wakeup, ctl.signal).catch((err: unknown) => {
       this.opts.log('error', `actualizer ${a.projector.qname} p${this.partition} stopped: ${(err as Error)?.stack ?? String(err)}`)
     }))
     // A missed run while the server was down is not replayed: croner schedules from now on.
@@ -57,11 +68,27 @@ export class PartitionDeployment {
     this.current = undefined
   }
 
-  /** After each commit: wakes actualizers that wait for new events. */
-  notifyCommitted(plogOffset: number): void {
+  /**
+   * After each commit: keeps its events (offsets committed+1 .. plogOffset) for the actualizers
+   * and wakes those that wait for new events.
+   */
+  notifyCommitted(plogOffset: number, events: readonly CommittedEvent[]): void {
     if (plogOffset <= this.committed) return
+    if (events.length === plogOffset - this.committed && events[0]?.plogOffset === this.committed + 1) {
+      for (const e of events) this.recent.push(e)
+      if (this.recent.length > RECENT_EVENTS_MAX) this.recent = this.recent.slice(-RECENT_EVENTS_MAX)
+    } else {
+      this.recent = []
+    }
     this.committed = plogOffset
     this.wakeup.notify()
+  }
+
+  /** Events from..to (offsets) if all of them are still in memory. */
+  private recentEvents(from: number, to: number): readonly CommittedEvent[] | undefined {
+    const first = this.recent[0]
+    if (first === undefined || from < first.plogOffset || to > this.committed) return undefined
+    return this.recent.slice(from - first.plogOffset, to - first.plogOffset + 1)
   }
 
   /** Events behind the PLog, per async projector (in the app's order). */

@@ -34,7 +34,7 @@ export class CommandTx implements CommandState, ProjectorState {
 
   async loadWorkspace(): Promise<StoredWsHead> {
     if (this.head === undefined) {
-      const h = this.batch.wsHeads.get(this.wsid) ?? (await this.part.wsHead(this.wsid))
+      const h = this.batch.wsHeadOf(this.wsid) ?? (await this.part.wsHead(this.wsid))
       this.head = { ...h }
     }
     return this.head
@@ -48,7 +48,7 @@ export class CommandTx implements CommandState, ProjectorState {
 
   async storedRecord(id: number): Promise<StoredRecord | undefined> {
     const k = recordKey(this.wsid, id)
-    const staged = this.staged.records.get(k) ?? this.batch.records.get(k)
+    const staged = this.staged.records.get(k) ?? this.batch.recordOf(k)
     if (staged !== undefined) return staged.rec
     return this.part.record(this.wsid, id)
   }
@@ -60,16 +60,16 @@ export class CommandTx implements CommandState, ProjectorState {
   recordNow(id: number): RecordRow | undefined | typeof NOT_CACHED {
     if (!Number.isSafeInteger(id) || id <= 0) return undefined
     const k = recordKey(this.wsid, id)
-    const rec = this.staged.records.get(k)?.rec ?? this.batch.records.get(k)?.rec ?? this.part.cachedRecord(this.wsid, id)
+    const rec = this.staged.records.get(k)?.rec ?? this.batch.recordOf(k)?.rec ?? this.part.cachedRecord(this.wsid, id)
     return rec === undefined ? NOT_CACHED : toRecordRow(id, rec)
   }
 
-  /** `viewGet` without I/O: a row staged by this command or its batch, else NOT_CACHED. */
+  /** `viewGet` without I/O: a row staged by this command, its batch or the batch in commit, else NOT_CACHED. */
   viewNow(view: string, key: Row): Row | typeof NOT_CACHED {
     const v = this.view(view)
     const { cc, pk } = viewRowKeys(v, this.wsid, key)
     const k = viewRowKey(pk, cc)
-    const s = this.staged.views.get(k) ?? this.batch.views.get(k)
+    const s = this.staged.views.get(k) ?? this.batch.views.get(k) ?? this.batch.parent?.views.get(k)
     return s === undefined ? NOT_CACHED : decodeViewRow(v, key, cc, s.value)
   }
 
@@ -111,11 +111,11 @@ export class CommandTx implements CommandState, ProjectorState {
   }
 
   async viewGet(view: string, key: Row): Promise<Row | undefined> {
-    return getMergedView(this.part.storage, [this.batch.views, this.staged.views], this.view(view), this.wsid, key)
+    return getMergedView(this.part.storage, [...this.batch.viewLayers(), this.staged.views], this.view(view), this.wsid, key)
   }
 
   viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
-    return readMergedView(this.part.storage, [this.batch.views, this.staged.views], this.view(view), this.wsid, pkRow, range)
+    return readMergedView(this.part.storage, [...this.batch.viewLayers(), this.staged.views], this.view(view), this.wsid, pkRow, range)
   }
 
   viewPut(view: string, key: Row, value: Row): void {

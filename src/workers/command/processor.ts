@@ -3,6 +3,11 @@
 // validate records → sync projectors → stage), then one group commit for the whole batch.
 // Only after the batch is durable are its commands acknowledged. A failed command stages
 // nothing; a failed commit acknowledges nothing.
+//
+// The commit is pipelined: the next batch may execute while the previous one is being written,
+// on top of its staged state (`Staging.parent`). It is committed only after its parent is
+// durable; when the parent's commit fails, it is abandoned: nothing of it is written and its
+// commands get BUSY, as theirs do.
 
 import type { AppDef, ProjectorEvent, ResolvedCommand, ResolvedJob, ResolvedProjector } from '../../shared/appdef/types.js'
 import type { Principal, Row } from '../../shared/appdef/state.js'
@@ -42,6 +47,17 @@ export interface BatchStats {
   commitMs: number
 }
 
+/** A batch executed and staged, not yet durable: its replies wait for its commit. */
+export interface ExecutedBatch {
+  readonly reqs: EngineRequest[]
+  readonly replies: EngineReply[]
+  /** Indexes of the replies that acknowledge a staged command. */
+  readonly acked: number[]
+  readonly staging: Staging
+  /** Set when the batch it was staged on failed to commit: it is never written. */
+  abandoned: boolean
+}
+
 interface Cud {
   rawId: number | undefined
   id: number | undefined
@@ -61,30 +77,64 @@ export class CommandProcessor {
 
   /** Executes a batch in order and commits it once; returns one reply per request. */
   async processBatch(reqs: readonly EngineRequest[], stats: BatchStats): Promise<EngineReply[]> {
-    const batch = new Staging()
-    const replies: EngineReply[] = []
-    const acked: number[] = []
+    const b = await this.execute(reqs, undefined, stats)
+    await this.commit(b, stats)
+    return b.replies
+  }
+
+  /**
+   * Executes a batch in order, staging on top of `parent` (the batch whose commit is under way,
+   * if any; never an abandoned one). Nothing is written: `commit` does that, after the parent's.
+   */
+  async execute(reqs: readonly EngineRequest[], parent: ExecutedBatch | undefined, stats: BatchStats): Promise<ExecutedBatch> {
+    const staging = new Staging(parent?.staging, parent === undefined ? this.part.plogOffset : parent.staging.lastOffset)
+    const b: ExecutedBatch = { reqs: [], replies: [], acked: [], staging, abandoned: false }
+    await this.extend(b, reqs, stats)
+    return b
+  }
+
+  /** Executes more requests into a batch not yet committed, after those already in it. */
+  async extend(b: ExecutedBatch, reqs: readonly EngineRequest[], stats: BatchStats): Promise<void> {
     for (const req of reqs) {
-      const r = await this.execOne(req, batch)
-      if (r.status < 300) acked.push(replies.length)
-      replies.push(r)
+      const r = await this.execOne(req, b.staging)
+      if (r.status < 300) b.acked.push(b.replies.length)
+      b.reqs.push(req)
+      b.replies.push(r)
     }
     stats.commands += reqs.length
-    if (batch.empty) return replies
-    const lastOffset = this.part.plogOffset + batch.events.length
+  }
+
+  /**
+   * Writes an executed batch in one group commit; its parent must be committed. True when it
+   * is durable (or had nothing to write); false when the commit failed: its commands then
+   * answer BUSY and the partition has recovered its committed state.
+   */
+  async commit(b: ExecutedBatch, stats: BatchStats): Promise<boolean> {
+    const batch = b.staging
+    if (b.abandoned) return false
+    if (batch.empty) return true
+    const lastOffset = batch.lastOffset
     const t0 = performance.now()
     try {
       await this.opts.committer.commit(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds), lastOffset)
       this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords(), batch.grants)
-      stats.committed += acked.length
+      stats.committed += b.acked.length
+      return true
     } catch (err) {
       this.opts.onInternalError('commit', err)
-      const e = new VvmError('BUSY', 'the commit failed; the command may or may not be applied: retry with the same Idempotency-Key', { retryAfterS: 1 })
-      for (const i of acked) replies[i] = errorReply(reqs[i]!, e)
+      this.abandon(b)
       await this.recoverAfterFailure()
+      return false
+    } finally {
+      stats.commitMs += performance.now() - t0
     }
-    stats.commitMs += performance.now() - t0
-    return replies
+  }
+
+  /** The parent's commit failed: this batch, staged on top of it, is never written. */
+  abandon(b: ExecutedBatch): void {
+    b.abandoned = true
+    const e = new VvmError('BUSY', 'the commit failed; the command may or may not be applied: retry with the same Idempotency-Key', { retryAfterS: 1 })
+    for (const i of b.acked) b.replies[i] = errorReply(b.reqs[i]!, e)
   }
 
   /**
@@ -184,9 +234,9 @@ export class CommandProcessor {
       stage = 'validate records'
       await validateRefs(tx)
       stage = 'sync projectors'
-      await this.runSyncProjectors(app, tx, event, this.part.plogOffset + batch.events.length + 1)
+      await this.runSyncProjectors(app, tx, event, batch.nextOffset)
       stage = 'stage'
-      tx.staged.events.push({ partition: this.part.partition, plogOffset: this.part.plogOffset + batch.events.length + 1, event })
+      tx.staged.events.push({ partition: this.part.partition, plogOffset: batch.nextOffset, event })
       tx.staged.wsHeads.set(req.wsid, tx.wsHeadStaged)
       if (req.idempotencyKey !== null) {
         tx.staged.idempotent.set(idempotentKey(req.wsid, req.idempotencyKey), { wsid: req.wsid, key: req.idempotencyKey, reply: { status, outcome } })
@@ -241,7 +291,7 @@ export class CommandProcessor {
 
   /** Stored grants as this batch leaves them: staged by an earlier command, else committed. */
   private async storedRoles(wsid: number, login: string, batch: Staging): Promise<readonly string[]> {
-    return batch.grants.get(grantKey(wsid, login))?.roles ?? this.part.storedRoles(wsid, login)
+    return batch.grantOf(grantKey(wsid, login))?.roles ?? this.part.storedRoles(wsid, login)
   }
 
   /** sys.GrantRole / sys.RevokeRole: the workspace's stored roles of a login, staged with the event. */
@@ -280,8 +330,8 @@ export class CommandProcessor {
   }
 
   private async findIdempotent(wsid: number, key: string, batch: Staging): Promise<IdempotentReply | undefined> {
-    const staged = batch.idempotent.get(idempotentKey(wsid, key))
-    if (staged !== undefined) return staged.reply
+    const staged = batch.idempotentOf(idempotentKey(wsid, key))
+    if (staged !== undefined) return staged
     const k = idempotencyKey(wsid, key)
     const bytes = await this.storage.get(k.pk, k.cc)
     return bytes === undefined ? undefined : decodeStored<IdempotentReply>(bytes)

@@ -1,6 +1,7 @@
-// Staged writes. A batch stages on top of the committed state; each command stages on top of
-// its batch and is merged into it only when the command succeeds, so a failed command leaves
-// nothing behind. Reads look through command → batch → committed (cache, then storage).
+// Staged writes. A batch stages on top of the committed state, or on top of the batch whose
+// commit is still under way (its `parent`: the commit is pipelined); each command stages on top
+// of its batch and is merged into it only when the command succeeds, so a failed command leaves
+// nothing behind. Reads look through command → batch → parent → committed (cache, then storage).
 
 import type { BatchItem } from '../../shared/storage/types.js'
 import {
@@ -38,6 +39,13 @@ export interface IdempotentReply {
 }
 
 export class Staging {
+  constructor(
+    /** The batch being committed while this one executes; undefined for a command's own staging. */
+    readonly parent?: Staging,
+    /** The PLog offset this batch's first event follows. */
+    readonly baseOffset = 0,
+  ) {}
+
   readonly wsHeads = new Map<number, StoredWsHead>()
   readonly records = new Map<string, StagedRecord>()
   /** Keyed by `viewRowKey(pk, cc)`. */
@@ -58,6 +66,37 @@ export class Staging {
     for (const e of child.events) this.events.push(e)
     for (const [k, v] of child.idempotent) this.idempotent.set(k, v)
     for (const [k, v] of child.grants) this.grants.set(k, v)
+  }
+
+  /** The PLog offset of the next event staged here. */
+  get nextOffset(): number {
+    return this.baseOffset + this.events.length + 1
+  }
+
+  /** The PLog offset of the last event staged here (the base when none is). */
+  get lastOffset(): number {
+    return this.baseOffset + this.events.length
+  }
+
+  wsHeadOf(wsid: number): StoredWsHead | undefined {
+    return this.wsHeads.get(wsid) ?? this.parent?.wsHeads.get(wsid)
+  }
+
+  recordOf(key: string): StagedRecord | undefined {
+    return this.records.get(key) ?? this.parent?.records.get(key)
+  }
+
+  idempotentOf(key: string): IdempotentReply | undefined {
+    return (this.idempotent.get(key) ?? this.parent?.idempotent.get(key))?.reply
+  }
+
+  grantOf(key: string): StagedGrants | undefined {
+    return this.grants.get(key) ?? this.parent?.grants.get(key)
+  }
+
+  /** View rows staged here and in the parent, oldest layer first. */
+  viewLayers(): ViewStaging[] {
+    return this.parent === undefined ? [this.views] : [this.parent.views, this.views]
   }
 
   get empty(): boolean {

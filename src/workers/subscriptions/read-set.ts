@@ -4,7 +4,7 @@
 // read keys), with no knowledge of views, records or queries above the storage interface.
 
 import { compareBytes } from '../../shared/storage/keys.js'
-import type { BatchItem, Bytes, IAppStorage, ReadRange, StorageRow, TtlValue } from '../../shared/storage/types.js'
+import type { BatchItem, Bytes, IAppStorage, PutBatchOptions, ReadRange, StorageRow, TtlValue } from '../../shared/storage/types.js'
 
 /** [from, to): an undefined bound is open. */
 export interface CcRange {
@@ -101,8 +101,8 @@ export class ObservedStorage implements IAppStorage {
     this.onWrites([{ pk, cc }])
   }
 
-  async putBatch(items: readonly BatchItem[]): Promise<void> {
-    await this.base.putBatch(items)
+  async putBatch(items: readonly BatchItem[], options?: PutBatchOptions): Promise<void> {
+    await this.base.putBatch(items, options)
     this.onWrites(items)
   }
 

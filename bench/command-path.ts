@@ -28,8 +28,20 @@ const { values: opts } = parseArgs({
     batch: { type: 'string', default: '32' },
     workspaces: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '3' },
+    help: { type: 'boolean', default: false },
   },
 })
+if (opts.help) {
+  console.log(`command-path: one partition's command path without the network, CPU and wall time per command
+
+  node dist/bench/command-path.js [--batches N] [--batch N] [--workspaces N] [--rounds N]
+
+  --batches     batches measured per round (default 400), after 50 batches of warm-up
+  --batch       deposits per batch (default 32)
+  --workspaces  workspaces, one account each, the deposits spread over (default 1000)
+  --rounds      rounds, each on a fresh LevelDB in a temp dir (default 3)`)
+  process.exit(0)
+}
 const batches = Number(opts.batches)
 const batchSize = Number(opts.batch)
 const workspaces = Number(opts.workspaces)

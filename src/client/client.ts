@@ -5,100 +5,21 @@
 //
 // Bounds: at most the server's `inflightMax` calls are on the wire; up to `pendingMax` more wait
 // here (more are refused at once with code BUSY); each call is sent at most `retriesMax + 1` times.
+//
+// The options and result shapes are in options.ts; the subscriptions of the connection in
+// subscription-host.ts (and each subscription in subscription.ts).
 
 import {
   CloseCode, FrameType, OP_RULES, PROTOCOL_VERSIONS, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
-  decodeServerFrame, encodeAuth, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireOpCode, type WireParams,
+  decodeServerFrame, encodeAuth, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireParams,
 } from '../shared/protocol/index.js'
 import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
-import { OPEN, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
-import { Live, Subscription, targetRequest, type SubscribeOptions, type SubscribeReply, type SubscribeTarget, type SubscriptionHost } from './subscription.js'
-
-export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed'
-
-export interface ReconnectOptions {
-  /** First delay after a lost connection; doubles per failed attempt up to delayMaxMs. Default 100. */
-  delayMinMs?: number
-  /** Default 5000. */
-  delayMaxMs?: number
-  /** Attempts in a row before the client gives up and closes; default unlimited. */
-  attemptsMax?: number
-}
-
-export interface ConnectOptions {
-  /** Default app (`owner/name`) of calls that do not name one. */
-  app?: string
-  /** Default workspace of calls that do not name one. */
-  wsid?: number
-  /**
-   * Sent in HELLO (with `app`, so the server checks it at once: close 4401 if it is bad); a
-   * function is asked again on every (re)connect, so it can hand out a fresh token.
-   */
-  token?: string | (() => string | Promise<string>)
-  /** Per-call timeout, from the call until its reply. Default 30,000. */
-  timeoutMs?: number
-  /** Time for one connection attempt up to WELCOME. Default 10,000. */
-  connectTimeoutMs?: number
-  /** Reconnect after a lost connection (default true). */
-  reconnect?: boolean | ReconnectOptions
-  /** Times a call is sent again after a lost connection or a 503. Default 10. */
-  retriesMax?: number
-  /** Calls waiting to be sent (over inflightMax, or while reconnecting) at most. Default 100,000. */
-  pendingMax?: number
-  /** Keep-alive PING interval; a connection silent for two intervals is taken as dead. 0: off. Default: a third of the server's idle timeout, at most 30 s. */
-  keepAliveMs?: number
-  /** The WebSocket implementation; default the global one, else the `ws` package. */
-  WebSocket?: WebSocketConstructor
-  onStateChange?: (state: ClientState, detail: { closeCode?: number; closeReason?: string; error?: Error }) => void
-  /** Every server push as it arrives (subscriptions also get theirs through `subscribe`). */
-  onPush?: (subscriptionId: number, seq: number, body: unknown) => void
-  /** Connection-level errors the server reported (request id 0) or undecodable server frames. */
-  onError?: (error: Error) => void
-}
-
-export interface CallOptions {
-  app?: string
-  wsid?: number
-  timeoutMs?: number
-}
-
-export interface WriteOptions extends CallOptions {
-  /** Default: a fresh random key per call, kept across its retries. `false`: none (then a call in flight on a lost connection fails with CONNECTION_LOST instead of being sent again). */
-  idempotencyKey?: string | false
-}
-
-export interface CommandOptions extends WriteOptions {
-  unloggedArgs?: Record<string, unknown>
-  /** CUDs in the v1 shape, as in the HTTP API. */
-  cuds?: unknown[]
-}
-
-export interface ReadOptions extends CallOptions {
-  where?: Record<string, unknown>
-  order?: string
-  limit?: number
-  skip?: number
-  keys?: string
-}
-
-export type Row = Record<string, unknown>
-export interface CommandResult<R = Row> {
-  currentWLogOffset: number
-  newIDs: Record<string, number>
-  result: R
-}
-export interface ReadResult<T = Row> {
-  results: T[]
-}
-
-export interface RawRequest extends CallOptions {
-  op: WireOpCode
-  qname: string
-  docId?: number
-  body?: Record<string, unknown>
-  params?: WireParams
-  idempotencyKey?: string | false
-}
+import type {
+  CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
+} from './options.js'
+import { OPEN, closeAndWait, closeQuietly, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { Live, type SubscribeOptions, type SubscribeTarget, type Subscription } from './subscription.js'
+import { ClientSubscriptions } from './subscription-host.js'
 
 const DEFAULT_TIMEOUT_MS = 30_000
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
@@ -106,8 +27,6 @@ const DEFAULT_RETRIES_MAX = 10
 const DEFAULT_PENDING_MAX = 100_000
 const DEFAULT_RECONNECT = { delayMinMs: 100, delayMaxMs: 5_000, attemptsMax: Infinity }
 const KEEP_ALIVE_MAX_MS = 30_000
-/** Why 2 s: a close handshake on a live connection takes a round trip; a dead one never ends. */
-const CLOSE_WAIT_MS = 2_000
 /** Closes after which connecting again cannot help. */
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   CloseCode.UNSUPPORTED_DATA, CloseCode.HELLO_EXPECTED, CloseCode.VERSION_UNSUPPORTED, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN,
@@ -165,10 +84,8 @@ export class VvmClient {
   private readonly reconnect: Required<ReconnectOptions> | undefined
   /** Set by authenticate(): the token for this and later connections. */
   private tokenNow: string | null | undefined
-  /** Live subscriptions, and those of the current connection by the server's id. */
-  private readonly subs = new Set<Subscription>()
-  private readonly subsById = new Map<number, Subscription>()
-  private readonly subscribing = new Set<Subscription>()
+  /** Live subscriptions: subscribed, resumed after a reconnect, given their pushes. */
+  private readonly subscriptions = new ClientSubscriptions((label, build, retrySafe, onOk) => this.enqueue(label, false, build, undefined, retrySafe, onOk))
 
   /** Use `connect()`. */
   constructor(readonly url: string, private readonly o: ConnectOptions, private readonly WS: WebSocketConstructor) {
@@ -220,20 +137,11 @@ export class VvmClient {
    * Resolves once the server accepted it; iterate it for the snapshot and the diffs that follow.
    * Needs protocol version 2.
    */
-  async subscribe(target: SubscribeTarget, opts: SubscribeOptions = {}): Promise<Subscription> {
+  subscribe(target: SubscribeTarget, opts: SubscribeOptions = {}): Promise<Subscription> {
     const app = opts.app ?? this.o.app
     const wsid = opts.wsid ?? this.o.wsid
-    if (app === undefined || wsid === undefined) throw new TypeError('app and wsid are needed: pass them in the subscribe options or in connect() options')
-    targetRequest(target)
-    const s = new Subscription(this.subscriptionHost, app, wsid, target, opts)
-    this.subs.add(s)
-    try {
-      await s.start()
-    } catch (err) {
-      this.subs.delete(s)
-      throw err
-    }
-    return s
+    if (app === undefined || wsid === undefined) return Promise.reject(new TypeError('app and wsid are needed: pass them in the subscribe options or in connect() options'))
+    return this.subscriptions.subscribe(app, wsid, target, opts)
   }
 
   /** A materialized copy of a subscription's result, current with every diff; resolves at its first snapshot. */
@@ -241,39 +149,6 @@ export class VvmClient {
     const l = new Live(await this.subscribe(target, opts))
     await l.ready
     return l
-  }
-
-  private readonly subscriptionHost: SubscriptionHost = {
-    sendSubscribe: (s, resumeFrom, onOk) => {
-      const t = targetRequest(s.target)
-      const body = resumeFrom === undefined ? null : { resumeFrom }
-      this.subscribing.add(s)
-      const build = (reqId: number): Uint8Array => encodeRequest({
-        reqId, op: WireOp.SUBSCRIBE, app: s.app, wsid: s.wsid, qname: t.qname, docId: t.docId, body, params: t.params ?? null, idempotencyKey: null,
-      })
-      return this.enqueue(`subscribe ${t.qname}`, false, build, undefined, true, (reply) => {
-        const r = reply as SubscribeReply
-        this.subscribing.delete(s)
-        this.subsById.set(r.subscription, s)
-        onOk(r)
-      }).catch((err: unknown) => {
-        this.subscribing.delete(s)
-        throw err
-      })
-    },
-    sendUnsubscribe: (s, serverId) => {
-      this.subsById.delete(serverId)
-      const t = targetRequest(s.target)
-      // Never sent again on another connection, where the id may name another subscription.
-      const build = (reqId: number): Uint8Array => encodeRequest({
-        reqId, op: WireOp.UNSUBSCRIBE, app: s.app, wsid: s.wsid, qname: t.qname, docId: serverId, body: null, params: null, idempotencyKey: null,
-      })
-      return this.enqueue(`unsubscribe ${t.qname}`, false, build, undefined, false)
-    },
-    forget: (s) => {
-      this.subs.delete(s)
-      if (s.serverId !== undefined) this.subsById.delete(s.serverId)
-    },
   }
 
   /** Any operation, as its frame carries it; resolves with the reply body. */
@@ -469,8 +344,7 @@ export class VvmClient {
     this.reconnectAttempt = 0
     if (this.stateNow !== 'closing') this.setState('open', {})
     this.startKeepAlive()
-    // Subscriptions of the lost connection subscribe again, from the last offset they saw.
-    for (const s of this.subs) if (s.serverId === undefined && !this.subscribing.has(s)) s.start().catch((err: unknown) => s.fail(err as Error))
+    this.subscriptions.resume()
     this.pump()
   }
 
@@ -490,11 +364,7 @@ export class VvmClient {
         return
       }
       case FrameType.PUSH: {
-        const s = this.subsById.get(f.subscriptionId)
-        if (s !== undefined) {
-          s.onPush(f.seq, f.body)
-          if (s.serverId !== f.subscriptionId) this.subsById.delete(f.subscriptionId)
-        }
+        this.subscriptions.onPush(f.subscriptionId, f.seq, f.body)
         this.o.onPush?.(f.subscriptionId, f.seq, f.body)
         return
       }
@@ -558,8 +428,7 @@ export class VvmClient {
     if (socket !== this.socket) return
     this.socket = undefined
     this.stopKeepAlive()
-    this.subsById.clear()
-    for (const s of this.subs) s.connectionLost()
+    this.subscriptions.connectionLost()
     for (const [id, w] of this.pings) {
       clearTimeout(w.timer)
       w.reject(new ConnectionError('CONNECTION_LOST', `the connection closed (${code}) before PONG`, code, reason))
@@ -672,7 +541,7 @@ export class VvmClient {
       w.reject(error)
     }
     this.pings.clear()
-    for (const s of [...this.subs]) s.fail(error)
+    this.subscriptions.failAll(error)
     this.setState('closed', { closeCode: code, closeReason: reason, error })
     const socket = this.socket
     this.socket = undefined
@@ -761,31 +630,4 @@ function readParams(o: ReadOptions): WireParams | undefined {
   if (o.skip !== undefined) { p.skip = o.skip; any = true }
   if (o.keys !== undefined) { p.keys = o.keys; any = true }
   return any ? p : undefined
-}
-
-function closeQuietly(socket: WebSocketLike, code: number, reason: string): void {
-  try {
-    socket.close(code, reason)
-  } catch {
-    // Closing a socket that is still connecting may throw in some implementations; it is going away either way.
-  }
-}
-
-/** Closes and waits for the close event, at most CLOSE_WAIT_MS (then the socket is dropped). */
-function closeAndWait(socket: WebSocketLike, code: number, reason: string): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.readyState === 3) {
-      resolve()
-      return
-    }
-    const timer = setTimeout(() => {
-      (socket as { terminate?: () => void }).terminate?.()
-      resolve()
-    }, CLOSE_WAIT_MS)
-    socket.onclose = () => {
-      clearTimeout(timer)
-      resolve()
-    }
-    closeQuietly(socket, code, reason)
-  })
 }

@@ -8,13 +8,14 @@
 //   const { results } = await client.query('bank.Balance', { account: newIDs['1'] })
 //   await client.close()
 
-import { VvmClient, type ConnectOptions } from './client.js'
+import { VvmClient } from './client.js'
+import type { ConnectOptions } from './options.js'
 import { resolveWebSocket } from './websocket.js'
 
 export { VvmClient } from './client.js'
 export type {
   CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
-} from './client.js'
+} from './options.js'
 export { Live, LiveRows, Subscription } from './subscription.js'
 export type { DiffOp, RowKey, SubscribeOptions, SubscribeTarget, SubscriptionEvent } from './subscription.js'
 export { ConnectionError, ReplyError, TimeoutError, VvmClientError, type ConnectionErrorCode } from './errors.js'

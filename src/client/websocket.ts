@@ -1,5 +1,6 @@
 // The WebSocket the SDK runs on: the subset of the WHATWG interface it uses, so that the
-// browser's WebSocket, Node 22's global one and the `ws` package (Node 20) all fit.
+// browser's WebSocket, Node 22's global one and the `ws` package (Node 20) all fit; and how
+// the SDK closes one (quietly, or waiting a bounded time for the close handshake).
 
 export interface WebSocketLike {
   binaryType: string
@@ -47,4 +48,34 @@ export function messageBytes(data: unknown): Uint8Array | undefined {
     return out
   }
   return undefined
+}
+
+/** Why 2 s: a close handshake on a live connection takes a round trip; a dead one never ends. */
+const CLOSE_WAIT_MS = 2_000
+
+export function closeQuietly(socket: WebSocketLike, code: number, reason: string): void {
+  try {
+    socket.close(code, reason)
+  } catch {
+    // Closing a socket that is still connecting may throw in some implementations; it is going away either way.
+  }
+}
+
+/** Closes and waits for the close event, at most CLOSE_WAIT_MS (then the socket is dropped). */
+export function closeAndWait(socket: WebSocketLike, code: number, reason: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.readyState === 3) {
+      resolve()
+      return
+    }
+    const timer = setTimeout(() => {
+      (socket as { terminate?: () => void }).terminate?.()
+      resolve()
+    }, CLOSE_WAIT_MS)
+    socket.onclose = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    closeQuietly(socket, code, reason)
+  })
 }

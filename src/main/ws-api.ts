@@ -13,33 +13,32 @@
 //   no frame for idleTimeoutS, none in flight → close 4010
 // Replies are gathered per connection and written once per burst inside `cork`.
 //
-// Subscriptions (version 2, docs/subscriptions.md) belong to their connection: they end when it
-// closes (their groups are released after the grace period) or when the token they were made
-// with expires and no newer token of the connection is valid. Each has its own PUSH sequence;
-// while more than half of bufferedBytesMax waits, its diffs are coalesced (PendingDiff) and sent
-// when the socket drains; past subscriptionPendingOpsMax changed rows it ends with RESYNC.
 // The fan-out of a push to many connections is spread over ticks (DEFERRED_PUSHES_PER_TICK),
 // so that one popular group does not hold every other reply; a connection's own reply sends
 // its deferred pushes first, which keeps "a batch's diffs before its replies" per connection.
+//
+// This file: the options, the server (upgrade, frames, requests, sweeps). One connection (its
+// replies, pushes and buffer bound): ws-connection.ts. Subscriptions (version 2,
+// docs/subscriptions.md): ws-subscriptions.ts.
 
 import assert from 'node:assert/strict'
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
+import type { TemplatedApp } from 'uWebSockets.js'
 import type { Logger } from 'pino'
 import type { AppDef } from '../shared/appdef/types.js'
 import { Op, ReplyFormat, type EngineRequest, type OpCode } from '../shared/engine-messages.js'
 import { BadRequestError, BusyError, NotFoundError, VvmError, toVvmError } from '../shared/errors.js'
 import {
-  CloseCode, FrameError, FrameType, HELLO_TIMEOUT_MS, PROTOCOL_VERSIONS, WIRE_OP_NAMES, WireOp,
+  CloseCode, FrameError, FrameType, HELLO_TIMEOUT_MS, OP_SINCE_VERSION, PROTOCOL_VERSIONS, WIRE_OP_NAMES, WireOp,
   decodeClientFrame, encodePong, encodeReply, encodeWelcome, packValue, unpackFrame, type ServerLimits, type WireRequest,
 } from '../shared/protocol/index.js'
 import { renderError } from '../shared/reply.js'
 import type { Authenticator, Caller } from './auth/authenticator.js'
 import type { Dispatcher } from './dispatcher.js'
 import type { ServerMetrics } from './metrics.js'
-import type { ReplySink } from './partitions.js'
-import { OP_SINCE_VERSION, encodeEnd, encodePush } from '../shared/protocol/index.js'
-import { PendingDiff, resyncError, type Push, type Subscriber, type SubscriptionHub } from './subscriptions.js'
-import type { Diff } from '../shared/protocol/index.js'
+import { Connection, WsSink, type UserData } from './ws-connection.js'
+import { SubscribeSink, type WsSubscriptionOptions } from './ws-subscriptions.js'
+
+export type { WsSubscriptionOptions } from './ws-subscriptions.js'
 
 export const WS_PATH = '/api/ws'
 
@@ -64,8 +63,6 @@ const SWEEP_INTERVAL_MS = 1000
  * be dropped silently, so uWS's bound is set far above ours and ours is checked after each send.
  */
 const UWS_BACKPRESSURE_BYTES = 1024 * 1024 * 1024
-/** A JSON error body from a layer that rendered before knowing the format starts with '{'. */
-const JSON_OPEN_BRACE = 0x7b
 
 export interface WsApiOptions {
   apps: ReadonlyMap<string, AppDef>
@@ -86,13 +83,6 @@ export interface WsApiOptions {
   subscriptions?: WsSubscriptionOptions
 }
 
-export interface WsSubscriptionOptions {
-  hub: SubscriptionHub
-  partitionOf: (app: string, wsid: number) => number
-  perConnectionMax: number
-  pendingOpsMax: number
-}
-
 export interface WsApiStats {
   connections: number
   requestsInFlight: number
@@ -108,259 +98,7 @@ export interface WsApi {
   stats(): WsApiStats
 }
 
-interface UserData {
-  conn: Connection
-}
-
-/** The reply of one request of one connection; dropped if the connection is gone. */
-class WsSink implements ReplySink {
-  constructor(readonly conn: Connection, readonly reqId: number, readonly route: string, readonly startedMs: number) {}
-
-  reply(status: number, body: Uint8Array, retryAfterS: number, _groupId?: number): void {
-    this.conn.finish(this, status, body, retryAfterS)
-  }
-}
-
-/** A SUBSCRIBE's reply: on success the connection gets the subscription, the body its id. */
-class SubscribeSink extends WsSink {
-  /** When the token the subscription was made with expires, and whose it is. */
-  expiresAtMs = Infinity
-  login = ''
-
-  constructor(conn: Connection, reqId: number, route: string, startedMs: number, readonly app: string, readonly partition: number, readonly so: WsSubscriptionOptions) {
-    super(conn, reqId, route, startedMs)
-  }
-
-  override reply(status: number, body: Uint8Array, retryAfterS: number, groupId?: number): void {
-    const c = this.conn
-    c.subscribing--
-    if (status !== 200 || groupId === undefined) {
-      this.so.hub.unreserve()
-      return super.reply(status, body, retryAfterS)
-    }
-    if (c.closed) {
-      this.so.hub.unreserve()
-      this.so.hub.release(this.app, this.partition, groupId)
-      return super.reply(status, body, retryAfterS)
-    }
-    const sub = new WsSubscription(c, c.nextSubscriptionId++, this.app, this.partition, groupId, this.expiresAtMs, this.login, this.so.pendingOpsMax)
-    c.subs.set(sub.id, sub)
-    this.so.hub.add(this.app, this.partition, groupId, sub)
-    super.reply(status, withSubscriptionId(body, sub.id), retryAfterS)
-  }
-}
-
-/** One subscription of a connection: PUSH frames with its id and sequence. */
-class WsSubscription implements Subscriber {
-  seq = 0
-  pending: PendingDiff | undefined
-  ended = false
-
-  constructor(
-    readonly conn: Connection, readonly id: number, readonly app: string, readonly partition: number, readonly groupId: number,
-    public expiresAtMs: number, readonly login: string, private readonly pendingOpsMax: number,
-  ) {}
-
-  /** From the hub: queued on the connection, sent in a later chunk or before its next reply. */
-  deliver(p: Push): void {
-    if (this.ended) return
-    this.conn.defer(this, p)
-  }
-
-  deliverNow(p: Push): void {
-    if (this.ended) return
-    if (p.end) {
-      // The group ended (an error, the partition stopped): nothing to release.
-      this.ended = true
-      this.dropPending()
-      this.conn.subs.delete(this.id)
-      this.conn.queue(encodePush(this.id, ++this.seq, p.body))
-      return
-    }
-    if (this.pending === undefined && !this.conn.congested()) {
-      this.conn.queue(encodePush(this.id, ++this.seq, p.body))
-      return
-    }
-    if (this.pending === undefined) {
-      this.pending = new PendingDiff(this.pendingOpsMax)
-      this.conn.holding++
-    }
-    if (!this.pending.add(p.decoded as Diff)) this.conn.endSubscription(this, resyncError(this.pendingOpsMax))
-  }
-
-  /** The coalesced diffs, once the socket has room. */
-  flushPending(): void {
-    if (this.pending === undefined || this.ended || this.conn.congested()) return
-    const d = this.pending.toDiff()
-    this.dropPending()
-    this.conn.queue(encodePush(this.id, ++this.seq, packValue(d)))
-  }
-
-  dropPending(): void {
-    if (this.pending === undefined) return
-    this.pending = undefined
-    this.conn.holding--
-  }
-}
-
-class Connection {
-  ws: WebSocket<UserData> | undefined
-  helloDone = false
-  /** HELLO received, its token being verified: WELCOME not yet sent. */
-  helloPending = false
-  closed = false
-  /** The bearer token of this connection (HELLO, replaced by AUTH); undefined: anonymous. */
-  token: string | undefined
-  lastFrameMs: number
-  readonly openedMs: number
-  readonly inflight = new Map<number, WsSink>()
-  /** The negotiated protocol version (0 before WELCOME). */
-  version = 0
-  readonly subs = new Map<number, WsSubscription>()
-  /** Subscriptions with diffs held back. */
-  holding = 0
-  /** SUBSCRIBEs sent to a partition and not answered yet. */
-  subscribing = 0
-  nextSubscriptionId = 1
-  /** Pushes not yet sent, as pairs (subscription, push): the fan-out is spread over ticks. */
-  private readonly deferred: (WsSubscription | Push)[] = []
-  private deferredHead = 0
-  private outbox: Uint8Array[] = []
-  private outboxBytes = 0
-  private flushScheduled = false
-  private readonly flushBound = (): void => this.flush()
-
-  constructor(readonly api: WsServer, readonly address: string) {
-    this.openedMs = Date.now()
-    this.lastFrameMs = this.openedMs
-  }
-
-  /** A reply from a processor (or from this layer): queued, written with the others of its burst. */
-  finish(sink: WsSink, status: number, body: Uint8Array, retryAfterS: number): void {
-    if (this.inflight.get(sink.reqId) === sink) this.inflight.delete(sink.reqId)
-    this.api.inflightTotal--
-    const bytes = toMsgpackBody(body)
-    this.api.record(sink.route, status, sink.startedMs, bytes)
-    if (this.closed) return
-    // The diffs of a batch come before its replies: those still deferred go first.
-    this.sendDeferred(Infinity)
-    this.queue(encodeReply(sink.reqId, status, retryAfterS, bytes))
-  }
-
-  /** A push of one of this connection's subscriptions, sent by the server's fan-out drain. */
-  defer(sub: WsSubscription, p: Push): void {
-    this.deferred.push(sub, p)
-    this.api.scheduleDeferred(this)
-  }
-
-  /** Sends up to `max` deferred pushes in order; returns how many it took. */
-  sendDeferred(max: number): number {
-    const d = this.deferred
-    let n = 0
-    while (this.deferredHead < d.length && n < max) {
-      const sub = d[this.deferredHead] as WsSubscription
-      const p = d[this.deferredHead + 1] as Push
-      this.deferredHead += 2
-      sub.deliverNow(p)
-      n++
-    }
-    if (this.deferredHead >= d.length) {
-      d.length = 0
-      this.deferredHead = 0
-    }
-    return n
-  }
-
-  get hasDeferred(): boolean {
-    return this.deferredHead < this.deferred.length
-  }
-
-  queue(frame: Uint8Array): void {
-    this.outbox.push(frame)
-    this.outboxBytes += frame.byteLength
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      queueMicrotask(this.flushBound)
-    }
-  }
-
-  flush(): void {
-    this.flushScheduled = false
-    const ws = this.ws
-    if (this.closed || ws === undefined) {
-      this.outbox = []
-      return
-    }
-    const frames = this.outbox
-    this.outbox = []
-    this.outboxBytes = 0
-    ws.cork(() => {
-      for (const f of frames) if (!this.sendNow(f)) return
-    })
-    // Diffs held back while the queue of this burst counted against the bound: uWS's drain
-    // comes only after real backpressure, so what is free now is sent now.
-    this.onDrain()
-  }
-
-  /** Sends one frame; false when the connection was closed for being over its buffer bound. */
-  sendNow(frame: Uint8Array): boolean {
-    const ws = this.ws
-    if (this.closed || ws === undefined) return false
-    const result = ws.send(frame, true)
-    // 2: dropped by uWS; cannot happen below UWS_BACKPRESSURE_BYTES, and a drop is still a slow reader.
-    if (result === 2 || ws.getBufferedAmount() > this.api.o.bufferedBytesMax) {
-      this.api.log?.warn({ address: this.address, bufferedBytes: ws.getBufferedAmount(), bufferedBytesMax: this.api.o.bufferedBytesMax }, 'ws: slow reader closed')
-      this.end(CloseCode.SLOW_READER, `slow reader: more than ${this.api.o.bufferedBytesMax} bytes of replies unread`)
-      return false
-    }
-    return true
-  }
-
-  /** More than half of bufferedBytesMax waits (written or queued): pushes are held back. */
-  congested(): boolean {
-    return this.ws === undefined || this.ws.getBufferedAmount() + this.outboxBytes > this.api.o.bufferedBytesMax / 2
-  }
-
-  /** Ends a subscription here (unsubscribe, resync, expired token); with an error, the client gets an end push. */
-  endSubscription(sub: WsSubscription, e: VvmError | undefined): void {
-    if (sub.ended) return
-    sub.ended = true
-    sub.dropPending()
-    this.subs.delete(sub.id)
-    this.api.o.subscriptions!.hub.remove(sub.app, sub.partition, sub.groupId, sub)
-    if (e !== undefined) this.queue(encodePush(sub.id, ++sub.seq, encodeEnd(e)))
-  }
-
-  /** The socket drained: subscriptions with held-back diffs send them. */
-  onDrain(): void {
-    if (this.holding === 0) return
-    for (const sub of this.subs.values()) {
-      if (this.congested()) return
-      sub.flushPending()
-    }
-  }
-
-  /** Closed: every subscription is released (the groups wait out their grace for a resume). */
-  releaseSubscriptions(): void {
-    const hub = this.api.o.subscriptions?.hub
-    if (hub === undefined) return
-    for (const sub of this.subs.values()) {
-      sub.ended = true
-      sub.dropPending()
-      hub.remove(sub.app, sub.partition, sub.groupId, sub)
-    }
-    this.subs.clear()
-  }
-
-  /** Closes with a code and a reason. */
-  end(code: number, reason: string): void {
-    if (this.closed || this.ws === undefined) return
-    this.api.countClose(code)
-    this.ws.end(code, closeReason(reason))
-  }
-}
-
-class WsServer implements WsApi {
+export class WsServer implements WsApi {
   readonly connections = new Set<Connection>()
   inflightTotal = 0
   readonly limits: ServerLimits
@@ -713,53 +451,6 @@ class WsServer implements WsApi {
     for (const c of this.connections) for (const sub of c.subs.values()) pending += sub.pending?.size ?? 0
     return { connections: this.connections.size, requestsInFlight: this.inflightTotal, closedByServer: { ...this.closedByServer }, subscriptionPendingOps: pending }
   }
-}
-
-/**
- * Reply bodies reach this layer as MessagePack, except error bodies that a layer rendered as
- * JSON before the request's format mattered (a stopped partition fails its pending requests,
- * a query worker crashes): those are converted here, on the error path only.
- */
-function toMsgpackBody(body: Uint8Array): Uint8Array {
-  if (body.byteLength < 2 || body[0] !== JSON_OPEN_BRACE) return body
-  try {
-    return packValue(JSON.parse(Buffer.from(body).toString('utf8')))
-  } catch {
-    // Not JSON after all: a MessagePack body that starts with the integer 123 is passed on as is.
-    return body
-  }
-}
-
-/**
- * The worker's SUBSCRIBE body `{offset, resumed, rows|diffs}` with `subscription` added: a
- * MessagePack fixmap gets one more entry in front, without decoding the rows.
- */
-function withSubscriptionId(body: Uint8Array, id: number): Uint8Array {
-  const head = body[0]!
-  // fixmap (0x80 | n) or map16 (0xde, n as uint16): the header's count grows by one.
-  const headerBytes = head >= 0x80 && head < 0x8f ? 1 : head === 0xde && body.byteLength >= 3 && ((body[1]! << 8) | body[2]!) < 0xffff ? 3 : 0
-  if (headerBytes === 0) return packValue({ subscription: id, ...(unpackFrame(body) as Record<string, unknown>) })
-  const entry = packValue(['subscription', id]).subarray(1)
-  const out = new Uint8Array(body.byteLength + entry.byteLength)
-  out.set(body.subarray(0, headerBytes), 0)
-  if (headerBytes === 1) out[0] = head + 1
-  else {
-    const n = ((body[1]! << 8) | body[2]!) + 1
-    out[1] = n >> 8
-    out[2] = n & 0xff
-  }
-  out.set(entry, headerBytes)
-  out.set(body.subarray(headerBytes), headerBytes + entry.byteLength)
-  return out
-}
-
-/** Why 123: a close frame's payload is at most 125 bytes, 2 of them the code. Cut on a character boundary. */
-const CLOSE_REASON_BYTES_MAX = 123
-
-function closeReason(reason: string): Buffer {
-  let b = Buffer.from(reason)
-  for (let chars = reason.length; b.byteLength > CLOSE_REASON_BYTES_MAX; chars--) b = Buffer.from(reason.slice(0, chars - 1) + '…')
-  return b
 }
 
 function errorCodeOf(body: Uint8Array | undefined): string {

@@ -15,7 +15,8 @@ export interface CommandOutcome {
 }
 
 function encode(format: ReplyFormatCode, value: unknown): Uint8Array {
-  return format === ReplyFormat.MSGPACK ? msgpack.pack(value) : utf8.encode(JSON.stringify(value))
+  // Buffer.from takes small strings from Node's pool: cheaper than a fresh array per reply.
+  return format === ReplyFormat.MSGPACK ? msgpack.pack(value) : Buffer.from(JSON.stringify(value), 'utf8')
 }
 
 export function renderCommand(format: ReplyFormatCode, o: CommandOutcome): Uint8Array {

@@ -8,32 +8,53 @@ import {
   type StoredGrants, type StoredPartitionHead, type StoredRecord, type StoredWsHead,
 } from '../../shared/layout.js'
 
-/** A Map that forgets its least recently used entries past `max` (insertion order = recency). */
+/**
+ * A bounded cache that keeps recently used entries: two generations of at most `max / 2`
+ * entries each. Entries are set into the young one; when it is full it becomes the old one and
+ * the previous old one is dropped; a hit in the old generation moves the entry to the young
+ * one. So at most `max` entries are kept (2 when `max` is 1), every entry used within the last `max / 2` insertions
+ * survives, and a hit in the young generation (the common case) is one Map lookup — an exact
+ * LRU moved every hit to the end of a Map (a delete and a set each time).
+ */
 export class LruMap<K, V> {
-  private readonly map = new Map<K, V>()
-  constructor(readonly max: number) {}
+  private young = new Map<K, V>()
+  private old = new Map<K, V>()
+  private readonly generationMax: number
+  constructor(readonly max: number) {
+    this.generationMax = Math.max(1, Math.floor(max / 2))
+  }
 
   get(k: K): V | undefined {
-    const v = this.map.get(k)
-    if (v !== undefined) {
-      this.map.delete(k)
-      this.map.set(k, v)
+    const v = this.young.get(k)
+    if (v !== undefined) return v
+    const o = this.old.get(k)
+    if (o !== undefined) {
+      this.old.delete(k)
+      this.putYoung(k, o)
     }
-    return v
+    return o
   }
 
   set(k: K, v: V): void {
-    this.map.delete(k)
-    this.map.set(k, v)
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K)
+    this.old.delete(k)
+    this.putYoung(k, v)
   }
 
   clear(): void {
-    this.map.clear()
+    this.young.clear()
+    this.old.clear()
   }
 
   get size(): number {
-    return this.map.size
+    return this.young.size + this.old.size
+  }
+
+  private putYoung(k: K, v: V): void {
+    if (!this.young.has(k) && this.young.size >= this.generationMax) {
+      this.old = this.young
+      this.young = new Map()
+    }
+    this.young.set(k, v)
   }
 }
 

@@ -3,6 +3,10 @@ import { describe, it } from 'node:test'
 import { VvmError } from '../src/shared/errors.js'
 import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
 import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
+import { KeyWriter } from '../src/shared/storage/keys.js'
+import {
+  actualizerOffsetKey, collectionPk, grantsKey, idempotencyKey, loginKey, partitionHeadKey, plogKey, recordCc, recordsPk, viewPk, wlogKey, wsHeadKey,
+} from '../src/shared/layout.js'
 
 // Deterministic pseudo-random values (mulberry32), so a failure reproduces.
 function rng(seed: number): () => number {
@@ -162,5 +166,40 @@ describe('storage keys: tuple encoding', () => {
     assert.throws(() => decodeKeyTuple(new Uint8Array([2]), ['bool']), VvmError)
     assert.throws(() => decodeKeyTuple(new Uint8Array([1, 0]), ['bool']), VvmError)
     assert.throws(() => decodeKeyTuple(new Uint8Array(7), ['int']), VvmError)
+  })
+})
+
+describe('storage keys: the layout bytes (stored data depends on them)', () => {
+  // Written out byte by byte, independently of KeyWriter: a data directory written by an
+  // older build must be read by this one.
+  it('every key space has its documented bytes', () => {
+    assert.equal(hex(partitionHeadKey(3).pk), '010003')
+    assert.equal(hex(plogKey(1, 4096 * 2 + 5).pk), '020001' + '0000000000000002')
+    assert.equal(hex(plogKey(1, 4096 * 2 + 5).cc), '0000000000002005')
+    assert.equal(hex(wsHeadKey(2 ** 40 + 1).pk), '03' + '0000010000000001')
+    assert.equal(hex(wlogKey(7, 4095).pk), '04' + '0000000000000007' + '0000000000000000')
+    assert.equal(hex(wlogKey(7, 4095).cc), '0000000000000fff')
+    assert.equal(hex(recordsPk(9)), '05' + '0000000000000009')
+    assert.equal(hex(recordCc(65536)), '0000000000010000')
+    assert.equal(hex(collectionPk(9, 'bank.Account')), '06' + '0000000000000009' + Buffer.from('bank.Account').toString('hex'))
+    assert.equal(hex(viewPk(9, 'bank.Ö', new Uint8Array([0xaa, 0x00]))), '07' + '0000000000000009' + Buffer.from('bank.Ö').toString('hex') + '00' + 'aa00')
+    assert.equal(hex(idempotencyKey(9, 'k').pk), '08' + '0000000000000009')
+    assert.equal(hex(actualizerOffsetKey(1, 'bank.P').pk), '090001')
+    assert.equal(hex(grantsKey(9, 'alice').pk), '0b' + '0000000000000009')
+    assert.equal(hex(loginKey('alice').pk), '0c' + Buffer.from('alice').toString('hex'))
+  })
+
+  it('KeyWriter: each key is its own copy, the scratch buffer grows, bad numbers are refused', () => {
+    const w = new KeyWriter()
+    const a = w.begin().u8(1).u16(2).end()
+    const long = 'x'.repeat(1000)
+    const b = w.begin().utf8String(long).u64(2 ** 53 - 1).end()
+    assert.equal(hex(a), '010002')
+    assert.equal(b.length, 1008)
+    assert.equal(Buffer.from(b.subarray(0, 1000)).toString(), long)
+    assert.equal(hex(b.subarray(1000)), hex(u64be(2 ** 53 - 1)))
+    assert.throws(() => w.begin().u16(0x10000), VvmError)
+    assert.throws(() => w.begin().u64(-1), VvmError)
+    assert.throws(() => w.begin().u64(2 ** 53), VvmError)
   })
 })

@@ -92,6 +92,14 @@ export function runStorageTck(name: string, makeProvider: () => Promise<IStorage
         await s.putBatch([])
       })
 
+      it('putBatch with durable: false: the same atomic write, visible once it resolves', async () => {
+        const pk = newPk('nosync')
+        await s.putBatch([{ pk, cc: b('a'), value: b('x') }, { pk, cc: b('b'), value: b('y') }], { durable: false })
+        assert.deepEqual((await s.getBatch(pk, [b('a'), b('b')])).map(hex), [hex(b('x')), hex(b('y'))])
+        await assert.rejects(s.putBatch([{ pk, cc: b('c'), value: b('z') }, { pk: new Uint8Array(0), cc: b('c'), value: b('v') }], { durable: false }))
+        assert.equal(await s.get(pk, b('c')), undefined)
+      })
+
       it('rejects an empty pk and a bad ttlSeconds', async () => {
         await assert.rejects(s.put(new Uint8Array(0), b('c'), b('v')))
         await assert.rejects(s.insertIfNotExists(newPk('bad'), b('c'), b('v'), -1))

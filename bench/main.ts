@@ -12,7 +12,9 @@ const USAGE = `vvm bench — load-test a vvm server, with a raw uWS ceiling meas
 Usage:
   vvm bench [scenario] [options]   run one scenario (default: deposit) and its ceiling
   vvm bench standard [options]     the standard report: ceilings, targets, sweeps (partitions,
-                                   workspaces, open-loop rates up to the knee), CPU profile
+                                   workspaces, open-loop rates up to the knee), CPU profile,
+                                   memory with 10k idle WebSocket connections, restart with 1M
+                                   events in the log
   vvm bench report <result.json> [--out dir]
                                    write report.md, report.html and chart.png again from a result file
   vvm bench --help                 this text

@@ -73,7 +73,7 @@ export function defaultOptions(command: BenchOptions['command'], quick: boolean)
   return {
     command, scenario: 'deposit', target: undefined, token: undefined, transport: 'http', api: 'v2',
     connections: 64, pipeline: 1, workers: 1,
-    // The standard report runs some 25 steps: 5 s each keeps it near four minutes.
+    // The standard report runs some 25 steps: 5 s each keeps it near four minutes (its restart step's fill adds about two).
     durationS: quick ? 1 : command === 'standard' ? 5 : 10, warmupS: quick ? 0.5 : command === 'standard' ? 1 : 2,
     workspaces: quick ? 100 : 1000, wsidBase: 1_000_000, payloadBytes: 100,
     ratePerS: undefined, intervalMs: quick ? 250 : 1000, drainS: quick ? 3 : 10,

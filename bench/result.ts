@@ -1,5 +1,7 @@
 // The JSON result file's shape. One file per `vvm bench` invocation: the machine, the command
-// line, every run (the ceilings too) and, for the standard report, its sweeps and targets.
+// line, every run (the ceilings too) and, for the standard report, its sweeps, its resource
+// steps (memory with idle connections, restart with a long log) and targets. Fields added
+// later are optional, so that older files still render (`vvm bench report`).
 
 import type { LatencySummaryUs } from './load/histogram.js'
 import type { LoadMode } from './load/job.js'
@@ -92,8 +94,53 @@ export interface TargetCheck {
   figure: string
   target: string
   measured: string
-  /** true met, false missed, null not measured here (with the reason in `measured`). */
+  /** true met, false missed, null no verdict: not measured here (the reason in `measured`), or see `noVerdict`. */
   met: boolean | null
+  /** Why a measured figure gets no verdict (e.g. a --quick run smaller than the target's size); shown instead of "not measured". */
+  noVerdict?: string
+}
+
+/** How a resource step ended: `failed` when the server misbehaved or a bounded wait ran out, `skipped` when this machine cannot run it (e.g. the open-files limit). */
+export interface StepOutcome {
+  status: 'measured' | 'failed' | 'skipped'
+  /** Why it failed or was skipped; empty when measured. */
+  reason: string
+}
+
+/** The server's memory with idle binary-protocol connections (standard report). */
+export interface IdleConnectionsResult extends StepOutcome {
+  /** Connections the step opens, and how many got their WELCOME. */
+  connectionsCount: number
+  openedCount: number
+  /** Protocol version and idle timeout (s, 0 = none) the server's WELCOME announced. */
+  protocolVersion: number | null
+  idleTimeoutS: number | null
+  /** Server RSS (VmRSS, whole process), started and idle, and with the connections open and idle. */
+  rssBeforeKiB: number | null
+  rssWithKiB: number | null
+  perConnectionKiB: number | null
+  /** `vvm_ws_connections` while they were open; null when the metrics could not be read. */
+  serverConnectionsCount: number | null
+  /** Time to open them all (upgrade, HELLO, WELCOME), and how long they then stayed idle before the RSS was read. */
+  openMs: number | null
+  idleMs: number
+}
+
+/** Time from a crashed server's restart to its first served command, with a long PLog (standard report). */
+export interface RestartResult extends StepOutcome {
+  /** Events the step fills the PLog to (at least). */
+  eventsTarget: number
+  /** Sum of the partitions' PLog offsets (`vvm_partition_plog_offset`) before the SIGKILL, and as the restarted server reports it. */
+  eventsBeforeKill: number | null
+  eventsAfterRestart: number | null
+  dataDirBytes: number | null
+  /** The fill: deposits over the binary protocol, in closed-loop runs until the PLogs held `eventsTarget`. */
+  fill: { label: string; runsCount: number; ok: number; errors: number; errorKinds: Record<string, number>; seconds: number; eventsPerS: number }
+  /** From the spawn of the restarted server to its "listening on" line, and to the first 2xx of a document create. */
+  listeningMs: number | null
+  firstCommandMs: number | null
+  /** Creates sent until one succeeded (one every ~20 ms from "listening"). */
+  attemptsCount: number
 }
 
 export interface ProfileFrame {
@@ -129,6 +176,10 @@ export interface BenchReport {
   sweeps: Sweep[]
   targets: TargetCheck[]
   profiles: ProfiledRun[]
+  /** Standard report: the server's memory with idle WebSocket connections (absent in older files). */
+  idleConnections?: IdleConnectionsResult | undefined
+  /** Standard report: restart with a long PLog until the first command (absent in older files). */
+  restart?: RestartResult | undefined
   notes: string[]
   passed: boolean
 }

@@ -37,7 +37,7 @@ export interface Step {
 export class Target {
   private readonly setups = new Map<string, unknown>()
 
-  private constructor(readonly url: string, readonly server: (ChildServer & { commandLine?: string }) | undefined) {}
+  private constructor(readonly url: string, readonly server: (ChildServer & { commandLine?: string; metricsUrl?: string | undefined }) | undefined) {}
 
   static external(url: string): Target {
     return new Target(url, undefined)

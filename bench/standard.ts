@@ -1,7 +1,9 @@
 // `vvm bench standard`: the report docs/benchmarks.md quotes. One command from a fresh clone;
 // the ceilings, every PERFORMANCE.md target this harness can measure, the sweeps (partitions,
-// workspaces, open-loop rates up to the knee) and a CPU profile of the server under the
-// headline load. Each step is short by default; --quick shrinks everything to a smoke test.
+// workspaces, open-loop rates up to the knee), a CPU profile of the server under the headline
+// load, and the resource targets: memory with idle WebSocket connections (idle-connections.ts)
+// and restart with a long PLog (restart.ts). Each step is short by default, but for the restart
+// step's fill (1M events, about two minutes); --quick shrinks everything to a smoke test.
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,12 +14,14 @@ import { latencyChart } from './report/charts.js'
 import { fmtInt, ProgressLine } from './report/progress.js'
 import { fmtMs, fmtRatio, terminalSummary } from './report/table.js'
 import { commit, defaultOutDir, machine, writeReport } from './report/write.js'
-import type { BenchReport, ProfiledRun, RunResult, Sweep, TargetCheck } from './result.js'
+import type { BenchReport, IdleConnectionsResult, ProfiledRun, RestartResult, RunResult, Sweep, TargetCheck } from './result.js'
 import { stepFromOptions } from './run.js'
 import { attachCeiling, ceilingStep, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
 import { runNotes } from './notes.js'
 import { machineBusySeconds } from './load/cpu.js'
+import { IDLE_CONNECTIONS_TARGET_COUNT, idleConnectionsStep, idleConnectionsTarget } from './idle-connections.js'
+import { RESTART_TARGET_EVENTS, restartStep, restartTarget } from './restart.js'
 
 /** PERFORMANCE.md: p99 at half of the maximum command rate must stay at or under this. */
 const P99_TARGET_US = 5000
@@ -27,14 +31,17 @@ const RATE_FRACTIONS = [0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.2]
 const KEEP_UP_SHARE = 0.95
 /** …or its p99 exceeds this many times the first step's (and the 5 ms target). */
 const P99_GROWTH_MAX = 10
-/** The binary protocol's load: one connection, 256 in flight (PERFORMANCE.md's WS ceiling). */
 /** The quiet check before the report: this long, and at most this many cores used by others. */
 const QUIET_CHECK_MS = 2000
 const QUIET_CORES_MAX = 0.1
 /** Warm-up of a run on a freshly started server (sweeps): its first seconds were seen to stall. */
 const FRESH_SERVER_WARMUP_S = 2
+/** The binary protocol's load: one connection, 256 in flight (PERFORMANCE.md's WS ceiling). */
 const WS_CONNECTIONS = 1
 const WS_PIPELINE = 256
+/** --quick sizes of the resource steps (the full report uses PERFORMANCE.md's 10k and 1M). */
+const QUICK_IDLE_CONNECTIONS_COUNT = 1000
+const QUICK_RESTART_EVENTS = 20_000
 
 export async function standardCommand(o: BenchOptions, commandLine: string): Promise<number> {
   const progress = new ProgressLine()
@@ -62,7 +69,7 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   try {
     ceilHttp = done(await runStep(ceilingStep({ ...http64, label: '' }), echo, progress))
     ceilOne = done(await runStep(ceilingStep({ ...http64, connections: 1, label: '' }), echo, progress))
-    const wsStep: Step = { ...http64, transport: 'ws', api: 'v2', connections: WS_CONNECTIONS, pipeline: WS_PIPELINE }
+    const wsStep = wsStepOf(http64)
     ceilWs = done(await runStep(ceilingStep(wsStep), echo, progress))
     runs.push(ceilHttp, ceilOne, ceilWs)
 
@@ -116,24 +123,47 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
     { ...http64, api: 'v2' as const, scenario: 'point-query', label: 'profiled: point query, 64 connections' },
   ]) profiles.push(await profileRun(step, engineOptions, progress))
 
+  // 7. Memory: a fresh server's RSS idle, then with 10k idle binary-protocol connections.
+  const idleConnections = await idleConnectionsStep({ engine: engineOptions, connectionsCount: o.quick ? QUICK_IDLE_CONNECTIONS_COUNT : IDLE_CONNECTIONS_TARGET_COUNT, token: o.token, progress })
+  progress.line(`${stepMark(idleConnections.status)} memory with ${fmtInt(idleConnections.connectionsCount)} idle WebSocket connections: ${idleConnectionsTarget(idleConnections).measured}`)
+  if (idleConnections.status !== 'measured') notes.push(`memory step ${idleConnections.status}: ${idleConnections.reason}`)
+
+  // 8. Restart: fill the PLog with 1M events (deposits, binary protocol), SIGKILL, start again, time the first command.
+  const restart = await restartStep({
+    engine: engineOptions, eventsTarget: o.quick ? QUICK_RESTART_EVENTS : RESTART_TARGET_EVENTS, progress, done,
+    fill: { ...wsStepOf(base), scenario: 'deposit', label: `deposit, binary protocol, ${WS_CONNECTIONS}×${WS_PIPELINE}` },
+  })
+  progress.line(`${stepMark(restart.status)} restart: ${restartTarget(restart).measured}`)
+  if (restart.status !== 'measured') notes.push(`restart step ${restart.status}: ${restart.reason}`)
+  if (restart.fill.errors > 0) notes.push(`the restart step's fill had ${fmtInt(restart.fill.errors)} wrong or missing replies`)
+
+  // 9. The targets.
   const rate = sweeps.find((s) => s.name === 'rate')
-  const targets = targetChecks({ deposit, one, query, half, wsDeposit, ceilHttp, ceilWs })
+  const targets = targetChecks({ deposit, one, query, half, wsDeposit, ceilHttp, ceilWs, idleConnections, restart })
   notes.push(...runNotes([...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))]))
   notes.push(`${machine().nproc} cores shared by the server and the load generator (${o.workers} load worker${o.workers === 1 ? '' : 's'})`)
   const pastKnee = new Set(rate?.points.filter((p) => rate.knee !== undefined && p.x > rate.knee.ratePerS).map((p) => p.run) ?? [])
   const wrongReply = (r: RunResult): boolean => Object.keys(r.errors.byKind).some((k) => k.startsWith('content') || k.startsWith('check'))
   const passed = [...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))].every((r) => (pastKnee.has(r) ? !wrongReply(r) : r.passed))
+    && idleConnections.status !== 'failed' && restart.status !== 'failed' && restart.fill.errors === 0
   const report: BenchReport = {
     kind: 'standard', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine,
     durability: durabilityOf(o.storage),
-    runs, sweeps, targets, profiles, notes, passed,
+    runs, sweeps, targets, profiles, idleConnections, restart, notes, passed,
   }
   const out = o.out ?? defaultOutDir('standard')
   const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${report.commit})`, P99_TARGET_US / 1000)
   const files = await writeReport(report, main, out)
   process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
-  if (!passed) process.stdout.write('\nFAILED: some replies were wrong or missing (errors above); these figures are not valid.\n')
+  if (!passed) process.stdout.write('\nFAILED: some replies were wrong or missing, or a resource step failed (errors and notes above); these figures are not valid.\n')
   return passed ? 0 : 1
+}
+
+const stepMark = (status: 'measured' | 'failed' | 'skipped'): string => (status === 'measured' ? '✓' : status === 'failed' ? '✗' : '–')
+
+/** The binary protocol's load: one connection, 256 in flight (PERFORMANCE.md's WS ceiling), closed loop. */
+function wsStepOf(s: Step): Step {
+  return { ...s, transport: 'ws', api: 'v2', connections: WS_CONNECTIONS, pipeline: WS_PIPELINE, mode: 'closed', ratePerS: 0 }
 }
 
 async function rateSweep(open: Step, maxPerS: number, server: Target, progress: ProgressLine, done: (r: RunResult) => RunResult, quick: boolean): Promise<Sweep> {
@@ -205,6 +235,8 @@ interface Measured {
   wsDeposit: RunResult | undefined
   ceilHttp: RunResult
   ceilWs: RunResult | undefined
+  idleConnections: IdleConnectionsResult
+  restart: RestartResult
 }
 
 function targetChecks(m: Measured): TargetCheck[] {
@@ -233,8 +265,8 @@ function targetChecks(m: Measured): TargetCheck[] {
   })
   out.push({ figure: 'point queries/s through the piscina pool', target: '≥ 20k/s', measured: `${perS(m.query)} = ${fmtRatio(ratio(m.query))} of the POST echo ceiling`, met: m.query.passed && m.query.throughputPerS >= 20_000 })
   out.push({ figure: 'command with a WASM extension vs builtin', target: '≥ 70 %', measured: 'not in the standard report: bench/wasm-vs-builtin.ts measures it', met: null })
-  out.push({ figure: 'restart with 1M events until the first command', target: '≤ 2 s', measured: 'not measured by bench yet', met: null })
-  out.push({ figure: 'memory with 10k idle WebSocket connections', target: '≤ 300 MiB RSS', measured: 'not measured by bench yet', met: null })
+  out.push(restartTarget(m.restart))
+  out.push(idleConnectionsTarget(m.idleConnections))
   return out
 }
 

@@ -1,12 +1,15 @@
 // End to end: `vvm bench deposit --quick` starts a real vvm server and the ceiling echo server,
-// runs both, and writes the JSON result, the HTML report (charts inline) and the PNG chart.
+// runs both, and writes the JSON result, the HTML report (charts inline) and the PNG chart;
+// `vvm bench standard --quick` runs every step of the standard report, the resource steps
+// (idle WebSocket connections, restart with a filled PLog) included, against real servers.
 
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { runBench } from './bench-support.js'
-import { tempDir } from './helpers/server.js'
+import { REPO_ROOT, tempDir } from './helpers/server.js'
 
 describe('bench: end to end', () => {
   it('runs the deposit scenario against a real server and writes result.json, report.html and chart.png', async () => {
@@ -36,4 +39,80 @@ describe('bench: end to end', () => {
       await out.remove()
     }
   })
+
+  it('runs the quick standard report, with the memory and restart targets measured on real servers', async () => {
+    const out = await tempDir('vvm-bench-standard-test-')
+    try {
+      // Why 300 s: the quick report takes about a minute here; a loaded CI machine may need several.
+      const r = await runBench(['standard', '--quick', '--out', out.path], 300_000)
+      assert.equal(r.code, 0, r.output)
+      const result = JSON.parse(await readFile(join(out.path, 'result.json'), 'utf8'))
+      assert.equal(result.kind, 'standard')
+      assert.equal(result.passed, true)
+      const target = (figure: string): { measured: string; met: boolean | null; noVerdict?: string } => {
+        const t = result.targets.find((x: { figure: string }) => x.figure.startsWith(figure))
+        assert.ok(t !== undefined, `no target row '${figure}'`)
+        return t
+      }
+
+      // Restart: the PLog filled past --quick's 20,000 events, killed, restarted, a command served.
+      const restart = result.restart
+      assert.equal(restart.status, 'measured', restart.reason)
+      assert.ok(restart.eventsBeforeKill >= 20_000, `${restart.eventsBeforeKill} events`)
+      assert.ok(restart.eventsAfterRestart > restart.eventsBeforeKill, 'the restarted server kept every event and logged the create')
+      assert.ok(restart.listeningMs > 0 && restart.firstCommandMs >= restart.listeningMs, `${restart.listeningMs} / ${restart.firstCommandMs} ms`)
+      assert.equal(restart.fill.errors, 0)
+      const restartRow = target('restart with 1M events')
+      assert.doesNotMatch(restartRow.measured, /not measured/)
+      assert.match(restartRow.measured, /^[\d,]+ ms with [\d,]+ events in the log/)
+      assert.equal(restartRow.met, null, 'no verdict below 1M events')
+      assert.match(restartRow.noVerdict ?? '', /not 1,000,000/)
+
+      // Memory: 1,000 connections (--quick) opened, counted by the server, RSS read — unless this
+      // machine's open-files limit cannot hold them, which the step must then say.
+      const memory = result.idleConnections
+      const memoryRow = target('memory with 10k idle WebSocket connections')
+      if (openFilesMax() < 1000 + 256) {
+        assert.equal(memory.status, 'skipped')
+        assert.match(memoryRow.measured, /not measured: the open-files limit/)
+      } else {
+        assert.equal(memory.status, 'measured', memory.reason)
+        assert.equal(memory.openedCount, 1000)
+        assert.equal(memory.serverConnectionsCount, 1000)
+        assert.ok(memory.rssBeforeKiB > 0 && memory.rssWithKiB > 0 && Number.isFinite(memory.perConnectionKiB))
+        assert.doesNotMatch(memoryRow.measured, /not measured/)
+        assert.match(memoryRow.measured, /^[\d.]+ MiB with 1,000 idle connections/)
+        assert.equal(memoryRow.met, null, 'no verdict below 10k connections')
+        assert.match(memoryRow.noVerdict ?? '', /not 10,000/)
+      }
+      const md = await readFile(join(out.path, 'report.md'), 'utf8')
+      assert.match(md, /\*\*Restart with [\d,]+ events in the log/)
+      if (memory.status === 'measured') assert.match(md, /\*\*Memory with 1,000 idle WebSocket connections/)
+    } finally {
+      await out.remove()
+    }
+  })
+
+  it('re-renders a standard result.json written before the resource steps existed', async () => {
+    const out = await tempDir('vvm-bench-rerender-test-')
+    try {
+      const r = await runBench(['report', join(REPO_ROOT, 'bench/reports/2026-11-23-standard/result.json'), '--out', out.path])
+      assert.equal(r.code, 0, r.output)
+      const md = await readFile(join(out.path, 'report.md'), 'utf8')
+      assert.match(md, /\| memory with 10k idle WebSocket connections \| ≤ 300 MiB RSS \| not measured by bench yet \| not measured \|/)
+      assert.doesNotMatch(md, /\*\*Memory with|\*\*Restart with/)
+    } finally {
+      await out.remove()
+    }
+  })
 })
+
+
+/** This process's open-files limit, which the bench inherits (Linux /proc; elsewhere: unknown, taken as enough). */
+function openFilesMax(): number {
+  try {
+    return Number(/^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'latin1'))?.[1] ?? Infinity)
+  } catch {
+    return Infinity // not Linux: the bench does not check either
+  }
+}

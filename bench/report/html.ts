@@ -5,6 +5,7 @@ import type { BenchReport, RunResult } from '../result.js'
 import { layoutChart, type ChartSpec } from './chart.js'
 import { sweepCharts, timelineChart } from './charts.js'
 import { fmtInt } from './progress.js'
+import { resourceSections } from './resources.js'
 import { toSvg } from './svg.js'
 import { RUN_HEADER, runRow } from './table.js'
 
@@ -36,7 +37,11 @@ export function renderHtml(rep: BenchReport, mainChart: ChartSpec): string {
   s.push(table(RUN_HEADER, rep.runs.map(runRow)))
   if (rep.targets.length > 0) {
     s.push('<h2>Targets (PERFORMANCE.md)</h2>')
-    s.push(`<table><thead><tr><th>figure</th><th>target</th><th>measured</th><th>met</th></tr></thead><tbody>${rep.targets.map((t) => `<tr><td>${esc(t.figure)}</td><td>${esc(t.target)}</td><td>${esc(t.measured)}</td><td class="${t.met === null ? 'na' : t.met ? 'ok' : 'bad'}">${t.met === null ? 'not measured' : t.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>`)
+    s.push(`<table><thead><tr><th>figure</th><th>target</th><th>measured</th><th>met</th></tr></thead><tbody>${rep.targets.map((t) => `<tr><td>${esc(t.figure)}</td><td>${esc(t.target)}</td><td>${esc(t.measured)}</td><td class="${t.met === null ? 'na' : t.met ? 'ok' : 'bad'}">${t.met === null ? esc(t.noVerdict ?? 'not measured') : t.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>`)
+  }
+  for (const sec of resourceSections(rep)) {
+    s.push(`<h2>${esc(sec.title)}</h2>`)
+    s.push(table(['', 'figure'], sec.rows))
   }
   s.push('<h2>Latency by percentile</h2>', chart(mainChart))
   // Over time: the engine's runs (a ceiling's much larger figures would flatten them), or all of a plain run.

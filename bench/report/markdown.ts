@@ -2,6 +2,7 @@
 
 import type { BenchReport } from '../result.js'
 import { fmtInt } from './progress.js'
+import { resourceSections } from './resources.js'
 import { RUN_HEADER, markdownTable, runRow } from './table.js'
 
 export function renderMarkdown(rep: BenchReport): string {
@@ -18,7 +19,13 @@ export function renderMarkdown(rep: BenchReport): string {
   out.push(markdownTable(RUN_HEADER, rep.runs.map(runRow)))
   if (rep.targets.length > 0) {
     out.push('')
-    out.push(markdownTable(['target (PERFORMANCE.md)', 'wanted', 'measured', 'met'], rep.targets.map((t) => [t.figure, t.target, t.measured, t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'])))
+    out.push(markdownTable(['target (PERFORMANCE.md)', 'wanted', 'measured', 'met'], rep.targets.map((t) => [t.figure, t.target, t.measured, t.met === null ? (t.noVerdict ?? 'not measured') : t.met ? 'yes' : '**no**'])))
+  }
+  for (const sec of resourceSections(rep)) {
+    out.push('')
+    out.push(`**${sec.title}**`)
+    out.push('')
+    out.push(markdownTable(['', 'figure'], sec.rows))
   }
   for (const s of rep.sweeps) {
     out.push('')

@@ -2,6 +2,7 @@
 
 import type { BenchReport, RunResult } from '../result.js'
 import { fmtInt } from './progress.js'
+import { resourceSections } from './resources.js'
 
 export const fmtMs = (us: number): string => (us === 0 ? '–' : us < 10_000 ? (us / 1000).toFixed(2) : us < 1_000_000 ? (us / 1000).toFixed(1) : fmtInt(us / 1000))
 export const fmtTimes = (r: number | null | undefined): string => (r === null || r === undefined ? '–' : `${r.toFixed(r >= 10 ? 0 : 1)}×`)
@@ -54,7 +55,12 @@ export function terminalSummary(rep: BenchReport): string {
   }
   if (rep.targets.length > 0) {
     out.push('')
-    out.push(textTable(['target (PERFORMANCE.md)', 'wanted', 'measured', 'met'], rep.targets.map((t) => [t.figure, t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])))
+    out.push(textTable(['target (PERFORMANCE.md)', 'wanted', 'measured', 'met'], rep.targets.map((t) => [t.figure, t.target, t.measured, t.met === null ? (t.noVerdict ?? 'n/a') : t.met ? 'yes' : 'NO'])))
+  }
+  for (const sec of resourceSections(rep)) {
+    out.push('')
+    out.push(sec.title)
+    for (const [what, figure] of sec.rows) out.push(`  ${what}: ${figure}`)
   }
   for (const r of [...rep.runs, ...rep.sweeps.flatMap((s) => s.points.map((p) => p.run))]) {
     if (r.errors.total === 0) continue

@@ -1,6 +1,8 @@
 // A server in a child process: started with its command line, ready when it prints
-// "listening on http://host:port", stopped with SIGTERM (SIGKILL if it does not exit in time).
-// Its CPU time is read from /proc so a run can say how many cores the server used.
+// "listening on http://host:port", stopped with SIGTERM (SIGKILL if it does not exit in time)
+// or killed outright (SIGKILL, a crash: the restart step). Its CPU time is read from /proc so a
+// run can say how many cores the server used; when it was spawned and when it said it listens
+// are kept so a step can time a start.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -14,15 +16,21 @@ const OUTPUT_CHARS_MAX = 16_384
 export interface ChildServer {
   readonly url: string
   readonly pid: number
+  /** performance.now() just before the spawn, and when the "listening on" line arrived. */
+  readonly spawnedAtMs: number
+  readonly listeningAtMs: number
   /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
   cpuSeconds(): number | undefined
   /** CPU seconds used so far by each thread (OS thread id → seconds); undefined where /proc is missing. */
   threadCpuSeconds(): Map<number, number> | undefined
   output(): string
   stop(): Promise<void>
+  /** SIGKILL, as a crash would end it; resolves once the process is gone. */
+  kill(): Promise<void>
 }
 
 export async function startChildServer(args: readonly string[], what: string): Promise<ChildServer> {
+  const spawnedAtMs = performance.now()
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   const keep = (d: Buffer): void => {
@@ -32,27 +40,36 @@ export async function startChildServer(args: readonly string[], what: string): P
   proc.stdout!.on('data', keep)
   proc.stderr!.on('data', keep)
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  let listeningAtMs = 0
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${what} did not start in ${READY_TIMEOUT_MS} ms:\n${out}`)) }, READY_TIMEOUT_MS)
     const check = (): void => {
       const m = /listening on (http:\/\/[^\s]+?:\d+)/.exec(out)
-      if (m) { clearTimeout(timer); proc.stdout!.off('data', check); resolve(m[1]!) }
+      if (m) { listeningAtMs = performance.now(); clearTimeout(timer); proc.stdout!.off('data', check); resolve(m[1]!) }
     }
     proc.stdout!.on('data', check)
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`${what} exited with ${code} before listening:\n${out}`)) })
   })
+  const gone = (): boolean => proc.exitCode !== null || proc.signalCode !== null
   return {
     url,
     pid: proc.pid!,
+    spawnedAtMs,
+    listeningAtMs,
     cpuSeconds: () => cpuSecondsOf(proc),
     threadCpuSeconds: () => threadCpuSecondsOf(proc),
     output: () => out,
     stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return
+      if (gone()) return
       proc.kill('SIGTERM')
       const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS)
       await exited
       clearTimeout(timer)
+    },
+    kill: async () => {
+      if (gone()) return
+      proc.kill('SIGKILL')
+      await exited
     },
   }
 }

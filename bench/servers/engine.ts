@@ -1,5 +1,6 @@
 // The engine under test, started the way a user starts it: `node bin/vvm.js start` in a child
-// process, on 127.0.0.1 with a free port, in a fresh data directory removed afterwards.
+// process, on 127.0.0.1 with a free port, in a fresh data directory removed afterwards — or in
+// a data directory the caller gives and keeps (the restart step starts a server twice on one).
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,14 +18,22 @@ export interface EngineOptions {
   extraArgs: readonly string[]
   /** Write V8 CPU profiles (every thread) into this directory when the server exits. */
   cpuProfDir?: string | undefined
+  /** Run on this data directory and leave it when the server stops (the caller removes it); default: a fresh one, removed on stop. */
+  dataDir?: string | undefined
 }
 
 export interface EngineServer extends ChildServer {
   readonly commandLine: string
+  /** `http://127.0.0.1:<port>/metrics` (Prometheus text), from the port the server printed. */
+  readonly metricsUrl: string | undefined
 }
 
 export async function startEngine(o: EngineOptions): Promise<EngineServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'vvm-bench-'))
+  const ownDataDir = o.dataDir === undefined
+  const dataDir = o.dataDir ?? await mkdtemp(join(tmpdir(), 'vvm-bench-'))
+  const removeOwnDataDir = async (): Promise<void> => {
+    if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
+  }
   const nodeFlags = o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]
   const args = [
     ...nodeFlags, VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir,
@@ -38,17 +47,23 @@ export async function startEngine(o: EngineOptions): Promise<EngineServer> {
   try {
     server = await startChildServer(args, 'vvm server')
   } catch (err) {
-    await rm(dataDir, { recursive: true, force: true })
+    await removeOwnDataDir()
     throw err
   }
+  const metricsPort = /metrics on port (\d+)/.exec(server.output())?.[1]
   return {
     ...server,
     url: server.url,
     pid: server.pid,
     commandLine: ['node', ...args.map((a) => (a === VVM_BIN ? 'bin/vvm.js' : a === dataDir ? '<tmp>' : a))].join(' '),
+    metricsUrl: metricsPort === undefined ? undefined : `http://127.0.0.1:${metricsPort}/metrics`,
     stop: async () => {
       await server.stop()
-      await rm(dataDir, { recursive: true, force: true })
+      await removeOwnDataDir()
+    },
+    kill: async () => {
+      await server.kill()
+      await removeOwnDataDir()
     },
   }
 }

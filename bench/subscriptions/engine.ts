@@ -2,7 +2,6 @@
 // memory, a fresh data directory, --auth off) serving the demo bank app; its metrics scraped
 // (Prometheus text), its RSS read from /proc, its CPU and this process's split into cores.
 
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startChildServer, type ChildServer } from '../servers/child.js'
@@ -26,29 +25,8 @@ export async function startEngine(opts: Options, dataDir: string, extra: string[
   return Object.assign(s, { metricsUrl: `http://127.0.0.1:${m[1]}/metrics` })
 }
 
-/** Sum of the series of a metric in Prometheus text whose labels contain `labels` (0 when absent). */
-export async function scrape(url: string): Promise<(name: string, labels?: string) => number> {
-  const text = await (await fetch(url)).text()
-  return (name: string, labels = '') => {
-    let sum = 0
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(name)) continue
-      const rest = line.slice(name.length)
-      if (rest[0] !== ' ' && rest[0] !== '{') continue
-      if (labels !== '' && !rest.startsWith('{')) continue
-      if (labels !== '' && !rest.slice(0, rest.indexOf('}')).includes(labels)) continue
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-    }
-    return sum
-  }
-}
-
-/** VmRSS and RssAnon of a process, KiB (Linux /proc). */
-export function rssKiB(pid: number): { rss: number; anon: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'latin1')
-  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN)
-  return { rss: field('VmRSS'), anon: field('RssAnon') }
-}
+// Moved to ../servers/probe.ts (the standard report reads them too); re-exported for this bench's modules.
+export { rssKiB, scrape } from '../servers/probe.js'
 
 /** CPU of the server, of this process and of the whole machine, to split a window's cores among them. */
 export function cpuMark(server: { cpuSeconds(): number | undefined }): { server: number; self: number; machine: number; atUs: number } {

@@ -64,7 +64,7 @@ async function round(app: AppDef): Promise<{ cpuUs: number; wallUs: number }> {
     const processor = new CommandProcessor(app, part, storage, {
       idempotencyTtlSeconds: 86_400, committer: committerFor(storage, 0, true), onInternalError: (stage, err) => { throw new Error(`${stage}: ${String(err)}`) },
     }, new BuiltinRunner())
-    const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
+    const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0, executeMs: 0 }
     const accounts: [number, number][] = []
     for (let w = 0; w < workspaces; w += batchSize) {
       const reqs: EngineRequest[] = []

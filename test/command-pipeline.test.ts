@@ -59,7 +59,7 @@ async function setup() {
   const processor = new CommandProcessor(app, part, storage, {
     idempotencyTtlSeconds: 60, committer: committerFor(storage, 0, true), onInternalError: (_s, e) => errors.push(e),
   }, new BuiltinRunner())
-  const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
+  const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0, executeMs: 0 }
   const [created] = await processor.processBatch([request(Op.DOC_CREATE, 'bank.Account', { name: 'a', balance: 0 })], stats)
   const account = json(created!.body).newIDs['1'] as number
   const balance = async () => (await part.record(WSID, account))!.f.balance

@@ -28,6 +28,10 @@ describe('metrics and health', () => {
       assert.equal(value(after, 'vvm_partition_plog_offset{app="demo/bank",partition="0"}'), 21)
       assert.ok(value(after, 'vvm_http_request_duration_seconds_count{route="v2/commands"}') >= 21)
       assert.ok(value(after, 'vvm_partition_commit_seconds_total{app="demo/bank",partition="0"}') > 0)
+      assert.ok(value(after, 'vvm_partition_execute_seconds_total{app="demo/bank",partition="0"}') > 0)
+      // One command at a time: each batch's commit is waited for with nothing else to do.
+      assert.ok(value(after, 'vvm_partition_commit_wait_seconds_total{app="demo/bank",partition="0"}') > 0)
+      assert.equal(value(after, 'vvm_partition_commands_joined_total{app="demo/bank",partition="0"}'), 0)
       // demo/bank binds bank.TransferWasm: the partition worker pre-instantiated its engines.
       assert.ok(value(after, 'vvm_engine_pool_instances{app="demo/bank",partition="0"}') > 0)
       assert.equal(value(after, 'vvm_engine_pool_replaced_total{app="demo/bank",partition="0"}'), 0)

@@ -31,7 +31,13 @@ export const Stat = {
   SUB_DIFFS: 75,
   /** The worker's V8 heap in use, bytes (published with the lags). */
   HEAP_USED: 76,
-  SLOTS: 77,
+  /** Time executing batches (the stages before the commit), ms. */
+  EXECUTE_MS_TOTAL: 77,
+  /** Time the worker had nothing to do but wait for the commit under way, ms. */
+  COMMIT_WAIT_MS_TOTAL: 78,
+  /** Commands that arrived during a commit and joined the next batch before its commit. */
+  JOINED: 79,
+  SLOTS: 80,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */

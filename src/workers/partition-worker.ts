@@ -112,7 +112,10 @@ async function main(): Promise<void> {
   const onMessage = (m: WorkerCommand): void => void onCommand(m)
   parentPort!.on('message', onMessage)
 
-  const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0 }
+  const batchStats: BatchStats = { commands: 0, committed: 0, commitMs: 0, executeMs: 0 }
+  /** Idle time while a commit was under way, and commands that joined a batch during one. */
+  let commitWaitMs = 0
+  let joined = 0
   let batch: EngineRequest[] = []
   const endedGroups: EnginePush[] = []
   const publishSubStats = (): void => {
@@ -167,7 +170,10 @@ async function main(): Promise<void> {
   for (;;) {
     if (!requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0) {
       if (inflight !== undefined) {
-        if (await awaitCommitOrData(inflight)) {
+        const t0 = performance.now()
+        const committed = await awaitCommitOrData(inflight)
+        commitWaitMs += performance.now() - t0
+        if (committed) {
           await finish(inflight)
           inflight = undefined
         }
@@ -194,7 +200,9 @@ async function main(): Promise<void> {
     if (!executed.abandoned && requests.hasData() && batch.length < data.options.batchCommandsMax && batchBytes < BATCH_BYTES_MAX) {
       const first = batch.length
       requests.drain(onFrame, data.options.batchCommandsMax - batch.length, BATCH_BYTES_MAX - batchBytes)
-      await processor.extend(executed, batch.slice(first).filter((r) => isWriteOp(r.op)), batchStats)
+      const more = batch.slice(first).filter((r) => isWriteOp(r.op))
+      joined += more.length
+      await processor.extend(executed, more, batchStats)
     }
     inflight = startCommit(batch, executed)
   }
@@ -206,7 +214,9 @@ async function main(): Promise<void> {
    * False when the commit failed.
    */
   async function finish(f: InFlight): Promise<boolean> {
+    const t0 = performance.now()
     const durable = await f.durable
+    commitWaitMs += performance.now() - t0
     const batch = f.reqs
     const writes = f.executed.reqs
     const out = f.executed.replies
@@ -229,6 +239,9 @@ async function main(): Promise<void> {
     stats[Stat.COMMANDS] = batchStats.commands
     stats[Stat.COMMITTED] = batchStats.committed
     stats[Stat.COMMIT_MS_TOTAL] = batchStats.commitMs
+    stats[Stat.EXECUTE_MS_TOTAL] = batchStats.executeMs
+    stats[Stat.COMMIT_WAIT_MS_TOTAL] = commitWaitMs
+    stats[Stat.JOINED] = joined
     stats[Stat.PLOG_OFFSET] = part.plogOffset
     publishLags()
     await sendReplies(replies, out.filter((r, i) => {

@@ -45,6 +45,8 @@ export interface BatchStats {
   commands: number
   committed: number
   commitMs: number
+  /** Time in `execute`/`extend` (every stage before the commit). */
+  executeMs: number
 }
 
 /** A batch executed and staged, not yet durable: its replies wait for its commit. */
@@ -95,6 +97,7 @@ export class CommandProcessor {
 
   /** Executes more requests into a batch not yet committed, after those already in it. */
   async extend(b: ExecutedBatch, reqs: readonly EngineRequest[], stats: BatchStats): Promise<void> {
+    const t0 = performance.now()
     for (const req of reqs) {
       const r = await this.execOne(req, b.staging)
       if (r.status < 300) b.acked.push(b.replies.length)
@@ -102,6 +105,7 @@ export class CommandProcessor {
       b.replies.push(r)
     }
     stats.commands += reqs.length
+    stats.executeMs += performance.now() - t0
   }
 
   /**

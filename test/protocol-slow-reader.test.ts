@@ -19,6 +19,8 @@ const BUFFERED_BYTES_MAX = 256 * 1024
 const SLOW_WS = 5150
 const NAME_CHARS = 1000
 const ACCOUNTS = 200
+/** Rows of the throttle test's reads: replies of about 40 KB, a sixth of the bound. */
+const THROTTLED_REPLY_ROWS = 40
 
 function pause(raw: RawWs): Socket {
   const socket = (raw.ws as unknown as { _socket: Socket })._socket
@@ -110,11 +112,14 @@ describe('binary protocol: slow readers', () => {
     const socket = pause(raw)
     let sent = 0
     const closedBefore = (await metrics()).closed[String(CloseCode.SLOW_READER)] ?? 0
-    // One request at a time: every reply is written, until half the bound waits unread.
+    // Replies of ~40 KB, a request every 5 ms: until half the bound waits unread every reply is
+    // written. Small against the bound, so that the replies admitted before the throttle (one or
+    // two in flight) cannot carry the buffer past the bound itself: with replies of 200 KB the
+    // amount admitted under half the bound decided between throttle and close, by timing.
     const sender = setInterval(() => {
       sent++
-      raw.request({ reqId: sent, wsid: SLOW_WS, op: WireOp.CDOCS, qname: 'bank.Account', params: { limit: ACCOUNTS } })
-    }, 15)
+      raw.request({ reqId: sent, wsid: SLOW_WS, op: WireOp.CDOCS, qname: 'bank.Account', params: { limit: THROTTLED_REPLY_ROWS } })
+    }, 5)
     const until = Date.now() + 3000
     const rounds = await serveOtherWhile(() => Date.now() > until)
     clearInterval(sender)

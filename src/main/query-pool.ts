@@ -27,7 +27,8 @@ export class QueryPool {
   constructor(private readonly opts: QueryPoolOptions) {
     const workerData: QueryWorkerData = { appUrls: opts.appUrls, storage: opts.storage, wasm: opts.wasm }
     this.pool = new Piscina({
-      filename: new URL('../workers/query/pool-worker.js', import.meta.url).href,
+      // A CommonJS entry that imports the ES module: piscina's `require` never meets ESM.
+      filename: new URL('../workers/query/pool-entry.cjs', import.meta.url).href,
       minThreads: opts.threads,
       maxThreads: opts.threads,
       maxQueue: opts.queueMax,

@@ -1,4 +1,4 @@
-// Entry point of a query worker in the piscina pool. Each worker opens the shared storage once
+// A query worker of the piscina pool (loaded through pool-entry.cts). Each worker opens the shared storage once
 // (read-only use) and imports every deployed app; a task is an encoded EngineRequest and its
 // result an encoded EngineReply.
 
@@ -29,6 +29,9 @@ const ready: Promise<QueryProcessor> = (async () => {
   const runner = await WasmRunner.start([...apps.values()].map((app, i) => ({ app, url: data.appUrls[i]! })), ['query'], data.wasm)
   return new QueryProcessor(apps, (app) => storages.get(app)!, runner)
 })()
+
+/** A query thread's task: an encoded EngineRequest in, an encoded EngineReply out. */
+export type QueryTask = (task: Uint8Array) => Promise<Uint8Array>
 
 export default async function runQuery(task: Uint8Array): Promise<Uint8Array> {
   const processor = await ready

@@ -5,7 +5,7 @@
 import type { ResolvedView } from '../shared/appdef/types.js'
 import type { Row, ViewRange } from '../shared/appdef/state.js'
 import { viewPk } from '../shared/layout.js'
-import { compareBytes } from '../shared/storage/keys.js'
+import { compareBytes, hexOf } from '../shared/storage/keys.js'
 import type { IAppStorage, StorageRow } from '../shared/storage/types.js'
 import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, viewRowKeys } from '../shared/view-codec.js'
 
@@ -22,8 +22,7 @@ export type ViewStaging = Map<string, StagedViewRow>
 export const VIEW_READ_ROWS_MAX = 10_000
 
 export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
-  // Views of the caller's bytes, not copies.
-  return Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('hex') + '/' + Buffer.from(cc.buffer, cc.byteOffset, cc.byteLength).toString('hex')
+  return hexOf(pk) + '/' + hexOf(cc)
 }
 
 export function readViewRange(

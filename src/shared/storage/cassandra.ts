@@ -24,6 +24,7 @@ import type { policies } from 'cassandra-driver'
 import { StorageError, VvmError } from '../errors.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, normalizeRange } from './contract.js'
 import type { NormalizedRange } from './contract.js'
+import { hexOf } from './keys.js'
 import type { BatchItem, Bytes, IAppStorage, IStorageProvider, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type TtlRow = StorageRow & { readonly expiresAtMs: number }
@@ -421,10 +422,6 @@ function bytesOf(buffer: Buffer): Bytes {
 
 function buf(bytes: Bytes): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-}
-
-function hexOf(bytes: Bytes): string {
-  return buf(bytes).toString('hex')
 }
 
 function messageOf(err: unknown): string {

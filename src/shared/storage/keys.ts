@@ -171,6 +171,11 @@ export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   return out
 }
 
+/** Hex of the bytes, read in place (no copy): map keys of byte strings. */
+export function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+}
+
 /** Unsigned lexicographic order, the order every backend uses for keys. */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   // Buffer.compare accepts any Uint8Array and runs natively (memcmp).

@@ -69,7 +69,7 @@ export class CommandTx implements CommandState, ProjectorState {
     const v = this.view(view)
     const { cc, pk } = viewRowKeys(v, this.wsid, key)
     const k = viewRowKey(pk, cc)
-    const s = this.staged.views.get(k) ?? this.batch.views.get(k) ?? this.batch.parent?.views.get(k)
+    const s = this.staged.views.get(k) ?? this.batch.viewOf(k)
     return s === undefined ? NOT_CACHED : decodeViewRow(v, key, cc, s.value)
   }
 

@@ -12,9 +12,9 @@ import {
  * A bounded cache that keeps recently used entries: two generations of at most `max / 2`
  * entries each. Entries are set into the young one; when it is full it becomes the old one and
  * the previous old one is dropped; a hit in the old generation moves the entry to the young
- * one. So at most `max` entries are kept (2 when `max` is 1), every entry used within the last `max / 2` insertions
- * survives, and a hit in the young generation (the common case) is one Map lookup — an exact
- * LRU moved every hit to the end of a Map (a delete and a set each time).
+ * one. So at most `max` entries are kept (2 when `max` is 1), every entry used within the last
+ * `max / 2` insertions survives, and a hit in the young generation (the common case) is one Map
+ * lookup — an exact LRU moved every hit to the end of a Map (a delete and a set each time).
  */
 export class LruMap<K, V> {
   private young = new Map<K, V>()

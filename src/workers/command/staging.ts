@@ -10,7 +10,7 @@ import {
 } from '../../shared/layout.js'
 import { recordKey } from './partition-state.js'
 import type { CommandOutcome } from '../../shared/reply.js'
-import type { ViewStaging } from '../read-views.js'
+import type { StagedViewRow, ViewStaging } from '../read-views.js'
 
 export interface StagedRecord {
   wsid: number
@@ -88,6 +88,10 @@ export class Staging {
 
   idempotentOf(key: string): IdempotentReply | undefined {
     return (this.idempotent.get(key) ?? this.parent?.idempotent.get(key))?.reply
+  }
+
+  viewOf(key: string): StagedViewRow | undefined {
+    return this.views.get(key) ?? this.parent?.views.get(key)
   }
 
   grantOf(key: string): StagedGrants | undefined {

@@ -1,6 +1,6 @@
-// A query worker of the piscina pool (loaded through pool-entry.cts). Each worker opens the shared storage once
-// (read-only use) and imports every deployed app; a task is an encoded EngineRequest and its
-// result an encoded EngineReply.
+// A query worker of the piscina pool (loaded through pool-entry.cts). Each worker opens the
+// shared storage once (read-only use) and imports every deployed app; a task is an encoded
+// EngineRequest and its result an encoded EngineReply.
 
 import { workerData } from 'node:worker_threads'
 import { loadApps } from '../../shared/app-loader.js'

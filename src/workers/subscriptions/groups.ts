@@ -23,7 +23,8 @@ import { renderError, renderObject } from '../../shared/reply.js'
 import type { Bytes } from '../../shared/storage/types.js'
 import type { QueryProcessor } from '../query/query-processor.js'
 import type { PartitionState } from '../command/partition-state.js'
-import { TrackingStorage, inRange, pkHex, type ReadSet } from './read-set.js'
+import { TrackingStorage, inRange, type ReadSet } from './read-set.js'
+import { hexOf } from '../../shared/storage/keys.js'
 import { appendOrder, encodeEnd, type Diff, type DiffOp, type RowKey } from '../../shared/protocol/subscriptions.js'
 import { packValue } from '../../shared/protocol/codec.js'
 
@@ -103,7 +104,7 @@ export class SubscriptionGroups {
   noteWrites(items: readonly { pk: Bytes; cc: Bytes }[]): void {
     if (this.index.size === 0) return
     for (const it of items) {
-      const pk = pkHex(it.pk)
+      const pk = hexOf(it.pk)
       const groups = this.index.get(pk)
       if (groups === undefined) continue
       for (const g of groups) {

@@ -3,7 +3,7 @@
 // of the ranges of its pk. That is how a commit finds the subscriptions it changes (by their
 // read keys), with no knowledge of views, records or queries above the storage interface.
 
-import { compareBytes } from '../../shared/storage/keys.js'
+import { compareBytes, hexOf } from '../../shared/storage/keys.js'
 import type { BatchItem, Bytes, IAppStorage, PutBatchOptions, ReadRange, StorageRow, TtlValue } from '../../shared/storage/types.js'
 
 /** [from, to): an undefined bound is open. */
@@ -14,8 +14,6 @@ export interface CcRange {
 
 /** Read ranges by hex partition key. */
 export type ReadSet = Map<string, CcRange[]>
-
-export const pkHex = (pk: Bytes): string => Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('hex')
 
 /** The range of exactly one clustering key: [cc, cc + 0x00). */
 function pointRange(cc: Bytes): CcRange {
@@ -42,7 +40,7 @@ export class TrackingStorage implements IAppStorage {
   constructor(readonly base: IAppStorage) {}
 
   private note(pk: Bytes, r: CcRange): void {
-    const k = pkHex(pk)
+    const k = hexOf(pk)
     let list = this.reads.get(k)
     if (list === undefined) this.reads.set(k, (list = []))
     if (list.length >= RANGES_PER_PK_MAX) {

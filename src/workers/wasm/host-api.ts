@@ -18,7 +18,7 @@ import type { Principal, RecordRow, Row, ViewRange } from '../../shared/appdef/s
 import type { CommandState, ProjectorState, QueryState } from '../../shared/appdef/state.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import { NotFoundError, VvmError } from '../../shared/errors.js'
-import { compareBytes } from '../../shared/storage/keys.js'
+import { compareBytes, hexOf } from '../../shared/storage/keys.js'
 import { viewPk } from '../../shared/layout.js'
 import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
 import { CommandTx, NOT_CACHED } from '../command/command-tx.js'
@@ -302,13 +302,13 @@ export class HostSession {
     const rows = new Map<string, { cc: Uint8Array; row: Row }>()
     for (const row of base) {
       const cc = encodeCcTuple(v, row)
-      rows.set(Buffer.from(cc).toString('hex'), { cc, row })
+      rows.set(hexOf(cc), { cc, row })
     }
     for (const p of this.viewPuts.values()) {
       if (p.view !== v || compareBytes(p.pk, pk) !== 0) continue
       if (from !== undefined && compareBytes(p.cc, from) < 0) continue
       if (to !== undefined && compareBytes(p.cc, to) >= 0) continue
-      rows.set(Buffer.from(p.cc).toString('hex'), { cc: p.cc, row: decodeViewRow(v, pkRow, p.cc, p.value) })
+      rows.set(hexOf(p.cc), { cc: p.cc, row: decodeViewRow(v, pkRow, p.cc, p.value) })
     }
     const sign = range.reverse === true ? -1 : 1
     const limit = Math.min(range.limit ?? VIEW_READ_ROWS_MAX, VIEW_READ_ROWS_MAX)

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Packr } from 'msgpackr'
 import { connect, type VvmClient } from '../src/client/index.js'
-import { CloseCode, FrameType, WireOp, encodePing, encodeRequest } from '../src/shared/protocol/index.js'
+import { CloseCode, FrameType, WireOp, encodePing, encodeRequest, type ServerFrame } from '../src/shared/protocol/index.js'
 import { createAccount, http, startTestServer, type TestServer } from './helpers/server.js'
 import { RawWs, wsMetrics } from './helpers/ws-raw.js'
 
@@ -21,6 +21,8 @@ const SENTINEL_WS = 777_777
 const GOOD_WS = 424_242
 /** Documented statuses; 500 would be a server bug. */
 const STATUSES = new Set([200, 201, 400, 404, 405, 409, 410, 413, 429, 503])
+
+const pushesIn = (frames: readonly ServerFrame[]): number => frames.reduce((n, f) => n + (f.type === FrameType.PUSH ? 1 : 0), 0)
 
 /** xorshift32: a seeded generator, so a failing run can be repeated with FUZZ_SEED. */
 function rng(seed: number): () => number {
@@ -202,6 +204,7 @@ describe('binary protocol fuzzing', () => {
     let sent = 0
     let answered = 0
     let closes = 0
+    let pushes = 0
     const statuses = new Map<number, number>()
     const codes = new Map<string, number>()
     const memTimer = setInterval(() => { rssMax = Math.max(rssMax, process.memoryUsage().rss) }, 100)
@@ -209,6 +212,8 @@ describe('binary protocol fuzzing', () => {
     const fuzzer = async (n: number): Promise<void> => {
       const gen = new FrameGen(rng(seed * 31 + n), accounts)
       let conn = (await RawWs.hello(t.server.port)).raw
+      /** Subscription ids this connection's SUBSCRIBE replies gave (fuzzed frames can subscribe). */
+      let subscriptions = new Set<number>()
       while (sent < FRAMES_TOTAL) {
         let burstSent = 0
         let closes_: number | undefined
@@ -227,18 +232,26 @@ describe('binary protocol fuzzing', () => {
           assert.equal(c.code, closes_, `expected close ${closes_}, got ${c.code} ${c.reason}`)
           closes++
           conn = (await RawWs.hello(t.server.port)).raw
+          subscriptions = new Set()
           continue
         }
-        // Exactly one answer per frame: REPLY (request or error) or PONG.
+        // Exactly one answer per frame: REPLY (request or error) or PONG. A mutated frame can be a
+        // valid SUBSCRIBE: the PUSH frames of its subscription come besides, and are no answers.
         const deadline = Date.now() + 30_000
-        while (conn.frames.length < burstSent) {
+        const answers = (): number => conn.frames.length - pushesIn(conn.frames)
+        while (answers() < burstSent) {
           assert.equal(conn.closeInfo, undefined, `closed unexpectedly: ${JSON.stringify(conn.closeInfo)}`)
-          assert.ok(Date.now() < deadline, `${conn.frames.length} answers to ${burstSent} frames after 30 s`)
+          assert.ok(Date.now() < deadline, `${answers()} answers to ${burstSent} frames after 30 s`)
           await new Promise((r) => setTimeout(r, 2))
         }
         await new Promise((r) => setTimeout(r, 0))
-        assert.equal(conn.frames.length, burstSent, 'more answers than frames')
+        assert.equal(answers(), burstSent, 'more answers than frames')
         for (const f of conn.frames.splice(0)) {
+          if (f.type === FrameType.PUSH) {
+            assert.ok(subscriptions.has(f.subscriptionId), `PUSH of subscription ${f.subscriptionId}, which no SUBSCRIBE reply gave`)
+            pushes++
+            continue
+          }
           answered++
           if (f.type === FrameType.PONG) continue
           assert.equal(f.type, FrameType.REPLY, `unexpected frame ${JSON.stringify(f)}`)
@@ -250,19 +263,25 @@ describe('binary protocol fuzzing', () => {
             assert.equal(b.status, f.status)
             assert.equal(typeof b.message, 'string')
             codes.set(b.code, (codes.get(b.code) ?? 0) + 1)
+          } else {
+            const id = (f.body as { subscription?: unknown } | null)?.subscription
+            if (typeof id === 'number') subscriptions.add(id)
           }
         }
       }
       await conn.close()
     }
     const t0 = performance.now()
-    await Promise.all(Array.from({ length: FUZZERS }, (_, i) => fuzzer(i)))
+    try {
+      await Promise.all(Array.from({ length: FUZZERS }, (_, i) => fuzzer(i)))
+    } finally {
+      fuzzing = false // a failing fuzzer must not leave the good client looping against a closed server
+      await goodLoop
+    }
     const ms = performance.now() - t0
-    fuzzing = false
-    await goodLoop
     clearInterval(memTimer)
 
-    console.log(`# fuzz: ${sent} frames in ${(ms / 1000).toFixed(1)} s (${Math.round(sent / (ms / 1000))}/s), ${answered} answered, ${closes} documented closes`)
+    console.log(`# fuzz: ${sent} frames in ${(ms / 1000).toFixed(1)} s (${Math.round(sent / (ms / 1000))}/s), ${answered} answered, ${closes} documented closes, ${pushes} pushes of fuzzed subscriptions`)
     console.log(`# fuzz statuses ${JSON.stringify(Object.fromEntries(statuses))} codes ${JSON.stringify(Object.fromEntries(codes))}`)
     console.log(`# fuzz: rss ${(rssStart / 2 ** 20).toFixed(0)} → max ${(rssMax / 2 ** 20).toFixed(0)} MiB; good client ${goodDeposits} deposits, ${goodErrors} errors, slowest round ${goodLatencyMaxMs.toFixed(0)} ms`)
 

@@ -103,18 +103,49 @@ const PUSH_MARK = -1
 const codec = new Packr({ useRecords: false, mapsAsObjects: true })
 
 export function encodeRequest(r: EngineRequest): Uint8Array {
-  const p = r.principal === undefined ? null : [r.principal.login, r.principal.roles]
-  return codec.pack([r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params, p])
+  return codec.pack(requestTuple(r))
 }
 
 export function decodeRequest(bytes: Uint8Array): EngineRequest {
-  const a = codec.unpack(bytes) as unknown[]
-  return {
-    reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
-    qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
-    principal: decodePrincipal(a[10]),
-  }
+  return requestOf(codec.unpack(bytes) as unknown[])
 }
+
+/**
+ * A query pool task: several requests in one exact-size buffer. Exact size matters: a message
+ * to a thread clones the whole ArrayBuffer under a view, and msgpackr returns views into its
+ * 8 KiB (or larger) scratch buffer.
+ */
+export function encodeRequests(rs: readonly EngineRequest[]): Uint8Array {
+  return codec.pack(rs.map(requestTuple)).slice()
+}
+
+export function decodeRequests(bytes: Uint8Array): EngineRequest[] {
+  return (codec.unpack(bytes) as unknown[][]).map(requestOf)
+}
+
+/** A query task's answers, in the order of its requests: a reply, or the stack of a query that threw. */
+export type QueryOutcome = EngineReply | { thrown: string }
+
+export function encodeQueryOutcomes(outcomes: readonly QueryOutcome[]): Uint8Array {
+  return codec.pack(outcomes.map((o) => ('thrown' in o ? [o.thrown] : [o.status, o.body, o.retryAfterS]))).slice()
+}
+
+export function decodeQueryOutcomes(bytes: Uint8Array): QueryOutcome[] {
+  return (codec.unpack(bytes) as unknown[][]).map((a) => (a.length === 1
+    ? { thrown: a[0] as string }
+    : { reqId: 0, status: a[0] as number, body: a[1] as Uint8Array, retryAfterS: a[2] as number }))
+}
+
+const requestTuple = (r: EngineRequest): unknown[] => [
+  r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params,
+  r.principal === undefined ? null : [r.principal.login, r.principal.roles],
+]
+
+const requestOf = (a: unknown[]): EngineRequest => ({
+  reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
+  qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
+  principal: decodePrincipal(a[10]),
+})
 
 function decodePrincipal(v: unknown): Principal | undefined {
   if (!Array.isArray(v)) return undefined

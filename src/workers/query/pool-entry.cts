@@ -12,6 +12,6 @@ const loaded: Promise<QueryTask> = import('./pool-worker.js').then((m) => m.defa
 // A failed load fails each task (below), not the thread with an unhandled rejection.
 loaded.catch(() => {})
 
-module.exports = async function runQuery(task: Uint8Array): Promise<Uint8Array> {
+module.exports = async function runQueries(task: Uint8Array): Promise<Uint8Array> {
   return (await loaded)(task)
 }

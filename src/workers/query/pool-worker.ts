@@ -1,10 +1,11 @@
 // A query worker of the piscina pool (loaded through pool-entry.cts). Each worker opens the
-// shared storage once (read-only use) and imports every deployed app; a task is an encoded
-// EngineRequest and its result an encoded EngineReply.
+// shared storage once (read-only use) and imports every deployed app; a task is a batch of
+// encoded EngineRequests (src/main/query-pool.ts), run concurrently, and its result their
+// outcomes in the same order.
 
 import { workerData } from 'node:worker_threads'
 import { loadApps } from '../../shared/app-loader.js'
-import { decodeRequest, encodeReply } from '../../shared/engine-messages.js'
+import { decodeRequests, encodeQueryOutcomes, type QueryOutcome } from '../../shared/engine-messages.js'
 import { openStorageProvider } from '../../shared/storage/index.js'
 import type { IAppStorage } from '../../shared/storage/types.js'
 import type { StorageConfig } from '../../shared/storage/types.js'
@@ -30,10 +31,15 @@ const ready: Promise<QueryProcessor> = (async () => {
   return new QueryProcessor(apps, (app) => storages.get(app)!, runner)
 })()
 
-/** A query thread's task: an encoded EngineRequest in, an encoded EngineReply out. */
+/** A query thread's task: a batch of encoded EngineRequests in, their encoded outcomes out. */
 export type QueryTask = (task: Uint8Array) => Promise<Uint8Array>
 
-export default async function runQuery(task: Uint8Array): Promise<Uint8Array> {
+export default async function runQueries(task: Uint8Array): Promise<Uint8Array> {
   const processor = await ready
-  return encodeReply(await processor.run(decodeRequest(task)))
+  const outcomes = await Promise.all(decodeRequests(task).map((req) => processor.run(req).then(
+    (reply): QueryOutcome => reply,
+    // One query that throws (a bug: run() answers every VvmError itself) fails alone, not its batch.
+    (err: unknown): QueryOutcome => ({ thrown: (err as Error)?.stack ?? String(err) }),
+  )))
+  return encodeQueryOutcomes(outcomes)
 }

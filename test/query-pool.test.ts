@@ -1,0 +1,63 @@
+// The query pool sends queries to its threads in batches: every query is answered once with its
+// own result, the queue bound answers 503 BUSY past --query-queue-max, and the metrics count
+// queries (not batches).
+
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { WireOp } from '../src/shared/protocol/index.js'
+import { createAccount, scrape, startTestServer, type TestServer } from './helpers/server.js'
+import { RawWs } from './helpers/ws-raw.js'
+
+const WSID = 5150
+const ACCOUNTS = 20
+
+describe('query pool batches', () => {
+  let t: TestServer
+  let accounts: number[]
+  let metricsUrl: string
+  before(async () => {
+    t = await startTestServer(['--query-threads', '1', '--query-queue-max', '8'])
+    metricsUrl = `http://127.0.0.1:${t.server.metricsPort}/metrics`
+    accounts = []
+    for (let i = 0; i < ACCOUNTS; i++) accounts.push(await createAccount(t.ws(WSID), `q${i}`, 1000 + i))
+  })
+  after(() => t.close())
+
+  it('answers a burst past the queue bound: each query its own result or 503 BUSY, nothing twice', async () => {
+    const completedBefore = await scrape(metricsUrl, 'vvm_query_completed_total')
+    const { raw } = await RawWs.hello(t.server.port)
+    const BURST = 600
+    for (let i = 0; i < BURST; i++) {
+      raw.request({ reqId: i + 1, op: WireOp.QUERY, wsid: WSID, qname: 'bank.Balance', body: { account: accounts[i % ACCOUNTS]! } })
+    }
+    const replies = await raw.replies(BURST, 60_000)
+    const seen = new Set<number>()
+    let ok = 0
+    let busy = 0
+    for (const r of replies) {
+      assert.ok(!seen.has(r.reqId), `request ${r.reqId} answered twice`)
+      seen.add(r.reqId)
+      if (r.status === 200) {
+        const i = (r.reqId - 1) % ACCOUNTS
+        assert.deepEqual(r.body, { results: [{ balance: 1000 + i }] }, `request ${r.reqId}: another query's result`)
+        ok++
+      } else {
+        assert.equal(r.status, 503, JSON.stringify(r.body))
+        assert.equal((r.body as { code: string }).code, 'BUSY')
+        busy++
+      }
+    }
+    assert.equal(seen.size, BURST)
+    assert.ok(busy > 0, 'a burst of 600 queries to a queue of 8 was never refused')
+    assert.ok(ok >= 8, `only ${ok} queries served`)
+    assert.equal(await scrape(metricsUrl, 'vvm_query_queue_size'), 0)
+    assert.equal(await scrape(metricsUrl, 'vvm_query_completed_total') - completedBefore, ok, 'completed counts queries, refused ones not')
+
+    // The pool is not wedged: queries one at a time are served after the burst.
+    for (let i = 0; i < 5; i++) {
+      raw.request({ reqId: 10_000 + i, op: WireOp.QUERY, wsid: WSID, qname: 'bank.Balance', body: { account: accounts[i]! } })
+      assert.deepEqual((await raw.reply(10_000 + i)).body, { results: [{ balance: 1000 + i }] })
+    }
+    await raw.close()
+  })
+})

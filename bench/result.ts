@@ -5,6 +5,7 @@
 
 import type { LatencySummaryUs } from './load/histogram.js'
 import type { LoadMode } from './load/job.js'
+import type { SyncPutCeiling } from './sync-put.js'
 
 export interface RunSettings {
   workers: number
@@ -180,6 +181,8 @@ export interface BenchReport {
   idleConnections?: IdleConnectionsResult | undefined
   /** Standard report: restart with a long PLog until the first command (absent in older files). */
   restart?: RestartResult | undefined
+  /** Standard report: LevelDB put with sync, one at a time, on this machine (absent in older files). */
+  syncPut?: SyncPutCeiling | undefined
   notes: string[]
   passed: boolean
 }

@@ -98,7 +98,7 @@ export function field(body: unknown, ...path: string[]): unknown {
   return v
 }
 
-export const SHIPPED_SCENARIOS = ['deposit', 'transfer', 'point-query', 'mixed', 'echo'] as const
+export const SHIPPED_SCENARIOS = ['deposit', 'transfer', 'transfer-wasm', 'point-query', 'mixed', 'echo'] as const
 
 /** A shipped scenario's name or a path to a module; returns its file URL. */
 export function resolveScenario(spec: string): string {

@@ -85,6 +85,16 @@ describe('bench: end to end', () => {
         assert.equal(memoryRow.met, null, 'no verdict below 10k connections')
         assert.match(memoryRow.noVerdict ?? '', /not 10,000/)
       }
+
+      // WASM vs builtin: bank.TransferWasm between two bank.Transfer runs on the same server.
+      assert.deepEqual(result.runs.filter((x: { scenario: string }) => x.scenario.startsWith('transfer')).map((x: { scenario: string }) => x.scenario), ['transfer', 'transfer-wasm', 'transfer'])
+      const wasmRow = target('command with a WASM extension vs builtin')
+      assert.match(wasmRow.measured, /^[\d.]+ %: bank\.TransferWasm [\d,]+\/s vs bank\.Transfer [\d,]+\/s and [\d,]+\/s/)
+      assert.equal(typeof wasmRow.met, 'boolean')
+      // One at a time, beside the synced-put ceiling measured in the same run.
+      assert.ok(result.syncPut.putsPerS > 0 && result.syncPut.meanUs > 0, JSON.stringify(result.syncPut))
+      assert.match(target('commands/s one at a time').measured, /^[\d,]+\/s = [\d.]+ % of the synced-put ceiling [\d,]+\/s/)
+
       const md = await readFile(join(out.path, 'report.md'), 'utf8')
       assert.match(md, /\*\*Restart with [\d,]+ events in the log/)
       if (memory.status === 'measured') assert.match(md, /\*\*Memory with 1,000 idle WebSocket connections/)

@@ -25,6 +25,7 @@ describe('query pool batches', () => {
 
   it('answers a burst past the queue bound: each query its own result or 503 BUSY, nothing twice', async () => {
     const completedBefore = await scrape(metricsUrl, 'vvm_query_completed_total')
+    const tasksBefore = await scrape(metricsUrl, 'vvm_query_tasks_total')
     const { raw } = await RawWs.hello(t.server.port)
     const BURST = 600
     for (let i = 0; i < BURST; i++) {
@@ -52,6 +53,8 @@ describe('query pool batches', () => {
     assert.ok(ok >= 8, `only ${ok} queries served`)
     assert.equal(await scrape(metricsUrl, 'vvm_query_queue_size'), 0)
     assert.equal(await scrape(metricsUrl, 'vvm_query_completed_total') - completedBefore, ok, 'completed counts queries, refused ones not')
+    const tasks = await scrape(metricsUrl, 'vvm_query_tasks_total') - tasksBefore
+    assert.ok(tasks >= 1 && tasks < ok, `${ok} queries in ${tasks} tasks: a burst goes in batches`)
 
     // The pool is not wedged: queries one at a time are served after the burst.
     for (let i = 0; i < 5; i++) {

@@ -42,6 +42,7 @@ export class QueryPool {
   private tasksRunning = 0
   private flushScheduled = false
   private completed = 0
+  private tasks = 0
   private drained: (() => void) | undefined
 
   constructor(private readonly opts: QueryPoolOptions) {
@@ -102,6 +103,7 @@ export class QueryPool {
       },
     ).finally(() => {
       this.completed += batch.length
+      this.tasks++
       this.tasksRunning--
       if (this.waiting.length > 0) this.flush()
       else if (this.tasksRunning === 0) this.drained?.()
@@ -114,8 +116,8 @@ export class QueryPool {
     w.sink.reply(e.status, new TextEncoder().encode(JSON.stringify({ status: e.status, message: e.message, code: e.code })), 0)
   }
 
-  get stats(): { queueSize: number; completed: number; threads: number; runTimeP99Ms: number } {
-    return { queueSize: this.waiting.length, completed: this.completed, threads: this.pool.threads.length, runTimeP99Ms: this.pool.histogram.runTime.p99 }
+  get stats(): { queueSize: number; completed: number; tasks: number; threads: number; runTimeP99Ms: number } {
+    return { queueSize: this.waiting.length, completed: this.completed, tasks: this.tasks, threads: this.pool.threads.length, runTimeP99Ms: this.pool.histogram.runTime.p99 }
   }
 
   /** Answers every query submitted so far, then stops the threads. */

@@ -262,7 +262,8 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   if (queries !== undefined) {
     m.registry.gauge('vvm_query_queue_size', 'queries waiting for a query processor', () => [{ labels: {}, value: queries.stats.queueSize }])
     m.registry.gauge('vvm_query_completed_total', 'queries completed', () => [{ labels: {}, value: queries.stats.completed }], 'counter')
-    m.registry.gauge('vvm_query_run_seconds_p99', 'p99 query run time in the pool', () => [{ labels: {}, value: queries.stats.runTimeP99Ms / 1000 }])
+    m.registry.gauge('vvm_query_tasks_total', 'query pool tasks (batches of queries) completed', () => [{ labels: {}, value: queries.stats.tasks }], 'counter')
+    m.registry.gauge('vvm_query_run_seconds_p99', 'p99 run time of a query pool task (a batch of queries)', () => [{ labels: {}, value: queries.stats.runTimeP99Ms / 1000 }])
   }
 }
 

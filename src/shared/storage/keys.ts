@@ -146,6 +146,14 @@ export class KeyWriter {
     return this.buf.slice(0, this.length)
   }
 
+  /**
+   * The key built since `begin`, in place: valid only until this writer's next `begin`. For a
+   * call that copies the bytes before it returns (LevelDB's synchronous get, a batch's put).
+   */
+  inPlace(): Uint8Array {
+    return this.buf.subarray(0, this.length)
+  }
+
   private reserve(n: number): void {
     if (this.length + n <= this.buf.length) return
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n))

@@ -119,8 +119,12 @@ class LevelAppStorage implements IAppStorage {
     const nowMs = Date.now()
     // The chained form: abstract-level's array form clones every operation with the options
     // spread into it, which measured ~5x slower for a 320-item group commit (1.7 ms vs 0.36 ms).
+    // Keys and values are built in scratch buffers: a batch's put copies them into LevelDB's
+    // write batch before it returns (classic-level's batch_put), so no item needs its own.
     const batch = this.db.batch()
-    for (const item of items) batch.put(this.rowKey(item.pk, item.cc), encodeStored(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
+    for (const item of items) {
+      batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
+    }
     try {
       await batch.write(options?.durable === false ? NO_SYNC : SYNC)
     } catch (err) {
@@ -214,7 +218,12 @@ class LevelAppStorage implements IAppStorage {
   }
 
   private rowKey(pk: Bytes, cc: Bytes): Uint8Array {
-    return keyWriter.begin().bytes(this.appPrefix).u16(pk.length).bytes(pk).bytes(cc).end()
+    return this.rowKeyView(pk, cc).slice()
+  }
+
+  /** The row's key in the shared key writer: valid until its next use (see KeyWriter.inPlace). */
+  private rowKeyView(pk: Bytes, cc: Bytes): Uint8Array {
+    return keyWriter.begin().bytes(this.appPrefix).u16(pk.length).bytes(pk).bytes(cc).inPlace()
   }
 
   private async putRaw(key: Uint8Array, stored: Uint8Array, op: string): Promise<void> {
@@ -230,7 +239,7 @@ class LevelAppStorage implements IAppStorage {
     try {
       // Synchronous: a point read is a few µs from LevelDB's caches, while a hop through libuv's
       // thread pool costs 20-50 µs of this thread's time on a VM (and a context switch).
-      stored = this.db.getSync(this.rowKey(pk, cc))
+      stored = this.db.getSync(this.rowKeyView(pk, cc))
     } catch (err) {
       throw levelError('get', err)
     }
@@ -275,6 +284,26 @@ class LevelAppStorage implements IAppStorage {
       }
     })()
   }
+}
+
+/** Scratch of `storedView`; larger values get their own buffer, so the scratch stays small. */
+let storedScratch = new Uint8Array(4096)
+const STORED_SCRATCH_MAX = 64 * 1024
+
+/** `encodeStored` into a scratch buffer: valid until the next call (for a batch's put, which copies). */
+function storedView(value: Bytes, expiresAtMs: number): Uint8Array {
+  const header = expiresAtMs === 0 ? 1 : EXPIRING_HEADER_BYTES
+  const length = header + value.length
+  if (length > STORED_SCRATCH_MAX) return encodeStored(value, expiresAtMs)
+  if (length > storedScratch.length) storedScratch = new Uint8Array(Math.max(length, storedScratch.length * 2))
+  if (expiresAtMs === 0) {
+    storedScratch[0] = TAG_PLAIN
+  } else {
+    storedScratch[0] = TAG_EXPIRING
+    storedScratch.set(u64be(expiresAtMs), 1)
+  }
+  storedScratch.set(value, header)
+  return storedScratch.subarray(0, length)
 }
 
 function encodeStored(value: Bytes, expiresAtMs: number): Uint8Array {

@@ -33,6 +33,12 @@ const IDLE_MS = 1000
 const CLOSE_TIMEOUT_MS = 10_000
 /** Open files besides one per connection, in this process and in the server (LevelDB files, worker pipes, the load worker's). */
 const FD_MARGIN = 256
+/**
+ * Connections per loopback source address. One (source, destination) address pair has
+ * ~28k ephemeral ports (ip_local_port_range 32768–60999), so 100k connections come from
+ * 127.0.0.1, 127.0.0.2, … (all of 127/8 is local on Linux).
+ */
+const CONNECTIONS_PER_SOURCE_ADDRESS = 20_000
 
 export interface IdleConnectionsOptions {
   engine: EngineOptions
@@ -57,16 +63,17 @@ export async function idleConnectionsStep(o: IdleConnectionsOptions): Promise<Id
   }
   const fdsNeeded = n + FD_MARGIN
   const ownLimit = openFilesLimit('self')
-  if (ownLimit !== undefined && ownLimit < fdsNeeded) {
-    return { ...r, status: 'skipped', reason: `the open-files limit (ulimit -n) is ${fmtInt(ownLimit)}; ${fmtInt(n)} connections need about ${fmtInt(fdsNeeded)} in the bench and in the server` }
+  if (ownLimit !== undefined && ownLimit.soft < fdsNeeded) {
+    const hard = ownLimit.hard < fdsNeeded ? `, its hard limit ${fmtInt(ownLimit.hard)} too (raising that needs root with CAP_SYS_RESOURCE)` : ` (hard limit ${fmtInt(ownLimit.hard)}: raise it with ulimit -n)`
+    return { ...r, status: 'skipped', reason: `the open-files limit (ulimit -n) is ${fmtInt(ownLimit.soft)}${hard}; ${fmtInt(n)} connections need about ${fmtInt(fdsNeeded)} in the bench and in the server` }
   }
   // Later flags win: the step's idle timeout over one given with --server-arg.
   const server = await startEngine({ ...o.engine, extraArgs: [...o.engine.extraArgs, '--ws-idle-timeout-s', String(SERVER_IDLE_TIMEOUT_S)] })
   const pool = new ConnectionPool(server.url.replace(/^http/, 'ws') + '/api/ws', encodeHello(PROTOCOL_VERSIONS, o.token ?? null, { app: o.engine.app, client: 'vvm bench idle connections' }))
   try {
     const serverLimit = openFilesLimit(server.pid)
-    if (serverLimit !== undefined && serverLimit < fdsNeeded) {
-      return { ...r, status: 'skipped', reason: `the server's open-files limit is ${fmtInt(serverLimit)}; ${fmtInt(n)} connections need about ${fmtInt(fdsNeeded)}` }
+    if (serverLimit !== undefined && serverLimit.soft < fdsNeeded) {
+      return { ...r, status: 'skipped', reason: `the server's open-files limit is ${fmtInt(serverLimit.soft)}; ${fmtInt(n)} connections need about ${fmtInt(fdsNeeded)}` }
     }
     await sleep(SETTLE_MS)
     r.rssBeforeKiB = rssKiB(server.pid).rss
@@ -97,6 +104,12 @@ export async function idleConnectionsStep(o: IdleConnectionsOptions): Promise<Id
   }
 }
 
+/** The loopback address connection `i` comes from: 127.0.0.1 for the first 20,000, then 127.0.0.2, … */
+export function sourceAddressOf(i: number): string {
+  const k = 1 + Math.floor(i / CONNECTIONS_PER_SOURCE_ADDRESS)
+  return `127.${(k >> 16) & 0xff}.${(k >> 8) & 0xff}.${k & 0xff}`
+}
+
 /** The step's connections: opened with a bounded number of handshakes in flight, watched while idle, closed. */
 class ConnectionPool {
   private readonly sockets: WebSocket[] = []
@@ -124,7 +137,7 @@ class ConnectionPool {
         }
         const i = next++
         try {
-          const w = await this.openOne()
+          const w = await this.openOne(sourceAddressOf(i))
           welcome ??= w
           if (w.version !== welcome.version) failure = `connection ${i + 1}: WELCOME version ${w.version}, the first had ${welcome.version}`
           progress(this.sockets.length)
@@ -140,9 +153,9 @@ class ConnectionPool {
   }
 
   /** One connection: upgrade, HELLO, WELCOME (checked as the SDK checks it). */
-  private openOne(): Promise<Welcome> {
+  private openOne(localAddress: string): Promise<Welcome> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS })
+      const ws = new WebSocket(this.url, { handshakeTimeout: HANDSHAKE_TIMEOUT_MS, localAddress })
       let settled = false
       const settle = (err: Error | undefined, w?: Welcome): void => {
         if (settled) return

@@ -179,6 +179,8 @@ export interface BenchReport {
   profiles: ProfiledRun[]
   /** Standard report: the server's memory with idle WebSocket connections (absent in older files). */
   idleConnections?: IdleConnectionsResult | undefined
+  /** Standard report: the same step at 1k, 10k and 100k connections, each on a fresh server (absent in older files). */
+  idleConnectionsSweep?: IdleConnectionsResult[] | undefined
   /** Standard report: restart with a long PLog until the first command (absent in older files). */
   restart?: RestartResult | undefined
   /** Standard report: LevelDB put with sync, one at a time, on this machine (absent in older files). */

@@ -46,6 +46,9 @@ const WS_CONNECTIONS = 1
 const WS_PIPELINE = 256
 /** --quick sizes of the resource steps (the full report uses PERFORMANCE.md's 10k and 1M). */
 const QUICK_IDLE_CONNECTIONS_COUNT = 1000
+/** Memory by idle connections (issue 12: "memory with 1k/10k/100k connections"); --quick: two small points. */
+const IDLE_CONNECTIONS_SWEEP = [1000, IDLE_CONNECTIONS_TARGET_COUNT, 100_000]
+const QUICK_IDLE_CONNECTIONS_SWEEP = [200, QUICK_IDLE_CONNECTIONS_COUNT]
 const QUICK_RESTART_EVENTS = 20_000
 
 export async function standardCommand(o: BenchOptions, commandLine: string): Promise<number> {
@@ -136,10 +139,16 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
     { ...http64, api: 'v2' as const, scenario: 'point-query', label: 'profiled: point query, 64 connections' },
   ]) profiles.push(await profileRun(step, engineOptions, progress))
 
-  // 7. Memory: a fresh server's RSS idle, then with 10k idle binary-protocol connections.
-  const idleConnections = await idleConnectionsStep({ engine: engineOptions, connectionsCount: o.quick ? QUICK_IDLE_CONNECTIONS_COUNT : IDLE_CONNECTIONS_TARGET_COUNT, token: o.token, progress })
-  progress.line(`${stepMark(idleConnections.status)} memory with ${fmtInt(idleConnections.connectionsCount)} idle WebSocket connections: ${idleConnectionsTarget(idleConnections).measured}`)
-  if (idleConnections.status !== 'measured') notes.push(`memory step ${idleConnections.status}: ${idleConnections.reason}`)
+  // 7. Memory: a fresh server's RSS idle, then with 1k, 10k and 100k idle binary-protocol connections (a fresh server each).
+  const idleConnectionsSweep: IdleConnectionsResult[] = []
+  for (const count of o.quick ? QUICK_IDLE_CONNECTIONS_SWEEP : IDLE_CONNECTIONS_SWEEP) {
+    const step = await idleConnectionsStep({ engine: engineOptions, connectionsCount: count, token: o.token, progress })
+    progress.line(`${stepMark(step.status)} memory with ${fmtInt(step.connectionsCount)} idle WebSocket connections: ${idleConnectionsTarget(step).measured}`)
+    if (step.status !== 'measured') notes.push(`memory step with ${fmtInt(count)} connections ${step.status}: ${step.reason}`)
+    idleConnectionsSweep.push(step)
+  }
+  const targetCount = o.quick ? QUICK_IDLE_CONNECTIONS_COUNT : IDLE_CONNECTIONS_TARGET_COUNT
+  const idleConnections = idleConnectionsSweep.find((r) => r.connectionsCount === targetCount)!
 
   // 8. Restart: fill the PLog with 1M events (deposits, binary protocol), SIGKILL, start again, time the first command.
   const restart = await restartStep({
@@ -158,11 +167,11 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   const pastKnee = new Set(rate?.points.filter((p) => rate.knee !== undefined && p.x > rate.knee.ratePerS).map((p) => p.run) ?? [])
   const wrongReply = (r: RunResult): boolean => Object.keys(r.errors.byKind).some((k) => k.startsWith('content') || k.startsWith('check'))
   const passed = [...runs, ...sweeps.flatMap((s) => s.points.map((p) => p.run))].every((r) => (pastKnee.has(r) ? !wrongReply(r) : r.passed))
-    && idleConnections.status !== 'failed' && restart.status !== 'failed' && restart.fill.errors === 0
+    && idleConnectionsSweep.every((r) => r.status !== 'failed') && restart.status !== 'failed' && restart.fill.errors === 0
   const report: BenchReport = {
     kind: 'standard', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine,
     durability: durabilityOf(o.storage),
-    runs, sweeps, targets, profiles, idleConnections, restart, syncPut, notes, passed,
+    runs, sweeps, targets, profiles, idleConnections, idleConnectionsSweep, restart, syncPut, notes, passed,
   }
   const out = o.out ?? defaultOutDir('standard')
   const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${report.commit})`, P99_TARGET_US / 1000)

@@ -99,9 +99,29 @@ describe('bench: end to end', () => {
       const md = await readFile(join(out.path, 'report.md'), 'utf8')
       assert.match(md, /\*\*Restart with [\d,]+ events in the log/)
       if (memory.status === 'measured') assert.match(md, /\*\*Memory with 1,000 idle WebSocket connections/)
+      // Memory by connection count: --quick's 200 and 1,000, each on a fresh server.
+      assert.deepEqual(result.idleConnectionsSweep.map((x: { connectionsCount: number }) => x.connectionsCount), [200, 1000])
+      assert.match(md, /\*\*Memory by idle WebSocket connections \(200 \/ 1,000;/)
+      if (memory.status === 'measured') {
+        assert.equal(result.idleConnectionsSweep[0].status, 'measured', result.idleConnectionsSweep[0].reason)
+        assert.match(md, /\| 200 connections \| [\d.]+ MiB \([\d.]+ MiB before; [\d.]+ KiB per connection\) \|/)
+        assert.match(await readFile(join(out.path, 'report.html'), 'utf8'), /Server RSS with idle WebSocket connections/)
+      }
     } finally {
       await out.remove()
     }
+  })
+
+  it('memory step: more connections than the open-files limit allows are skipped with the limits, not failed', async () => {
+    const { idleConnectionsStep, sourceAddressOf } = await import('../bench/idle-connections.js')
+    const { ProgressLine } = await import('../bench/report/progress.js')
+    // More than Linux lets any process open (fs.nr_open caps the limit; 1,048,576 by default).
+    const r = await idleConnectionsStep({ engine: { partitions: 2, storage: 'level', app: 'demo/bank', extraArgs: [] }, connectionsCount: 2_000_000_000, token: undefined, progress: new ProgressLine() })
+    if (openFilesMax() === Infinity) return // not Linux: the step finds out when a connection fails
+    assert.equal(r.status, 'skipped')
+    assert.match(r.reason, /^the open-files limit \(ulimit -n\) is [\d,]+.*hard limit [\d,]+.*2,000,000,000 connections need about/)
+    // 100k connections come from several loopback addresses (~28k ephemeral ports per address pair).
+    assert.deepEqual([0, 19_999, 20_000, 99_999].map(sourceAddressOf), ['127.0.0.1', '127.0.0.1', '127.0.0.2', '127.0.0.5'])
   })
 
   it('re-renders a standard result.json written before the resource steps existed', async () => {

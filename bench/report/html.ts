@@ -2,10 +2,10 @@
 // opens offline, with the same tables as the terminal and every chart.
 
 import type { BenchReport, RunResult } from '../result.js'
-import { layoutChart, type ChartSpec } from './chart.js'
+import { layoutChart, PALETTE, type ChartSpec } from './chart.js'
 import { sweepCharts, timelineChart } from './charts.js'
 import { fmtInt } from './progress.js'
-import { resourceSections } from './resources.js'
+import { memorySweepPoints, resourceSections } from './resources.js'
 import { toSvg } from './svg.js'
 import { RUN_HEADER, runRow } from './table.js'
 
@@ -42,6 +42,14 @@ export function renderHtml(rep: BenchReport, mainChart: ChartSpec): string {
   for (const sec of resourceSections(rep)) {
     s.push(`<h2>${esc(sec.title)}</h2>`)
     s.push(table(['', 'figure'], sec.rows))
+  }
+  const memory = memorySweepPoints(rep)
+  if (memory.length > 1) {
+    s.push(chart({
+      title: 'Server RSS with idle WebSocket connections', xLabel: 'idle connections', yLabel: 'RSS, MiB', xScale: 'log',
+      series: [{ name: 'RSS', color: PALETTE[0]!, dots: true, points: memory }],
+      rules: [{ y: 300, label: 'target: ≤ 300 MiB with 10k', color: '#9a6700' }],
+    }))
   }
   s.push('<h2>Latency by percentile</h2>', chart(mainChart))
   // Over time: the engine's runs (a ceiling's much larger figures would flatten them), or all of a plain run.

@@ -13,6 +13,7 @@ export interface ResourceSection {
 export function resourceSections(rep: BenchReport): ResourceSection[] {
   const out: ResourceSection[] = []
   if (rep.idleConnections !== undefined) out.push(idleConnectionsSection(rep.idleConnections))
+  if (rep.idleConnectionsSweep !== undefined && rep.idleConnectionsSweep.length > 1) out.push(memorySweepSection(rep.idleConnectionsSweep))
   if (rep.restart !== undefined) out.push(restartSection(rep.restart))
   return out
 }
@@ -34,6 +35,24 @@ function idleConnectionsSection(r: IdleConnectionsResult): ResourceSection {
       ['vvm_ws_connections', r.serverConnectionsCount === null ? '–' : fmtInt(r.serverConnectionsCount)],
     ],
   }
+}
+
+/** One row per connection count: RSS with them, per connection, or why it was not measured. */
+function memorySweepSection(sweep: readonly IdleConnectionsResult[]): ResourceSection {
+  return {
+    title: `Memory by idle WebSocket connections (${sweep.map((r) => fmtInt(r.connectionsCount)).join(' / ')}; a fresh server each, RSS before and with them)`,
+    rows: sweep.map((r): [string, string] => [
+      `${fmtInt(r.connectionsCount)} connections`,
+      r.status === 'measured'
+        ? `${mib(r.rssWithKiB)} (${mib(r.rssBeforeKiB)} before; ${r.perConnectionKiB === null ? '–' : `${r.perConnectionKiB.toFixed(1)} KiB`} per connection)`
+        : `${r.status === 'failed' ? 'FAILED' : 'not measured'}: ${r.reason}`,
+    ]),
+  }
+}
+
+/** RSS by connection count (the measured points of the sweep), for the HTML report's chart. */
+export function memorySweepPoints(rep: BenchReport): [number, number][] {
+  return (rep.idleConnectionsSweep ?? []).filter((r) => r.status === 'measured' && r.rssWithKiB !== null).map((r) => [r.connectionsCount, r.rssWithKiB! / 1024])
 }
 
 function restartSection(r: RestartResult): ResourceSection {

@@ -30,11 +30,11 @@ export function rssKiB(pid: number): { rss: number; anon: number } {
   return { rss: field('VmRSS'), anon: field('RssAnon') }
 }
 
-/** The soft limit of open files of a process (`ulimit -n`); undefined where /proc is missing or it is unlimited. */
-export function openFilesLimit(pid: number | 'self'): number | undefined {
+/** The soft (`ulimit -n`) and hard limits of open files of a process; undefined where /proc is missing or they are unlimited. */
+export function openFilesLimit(pid: number | 'self'): { soft: number; hard: number } | undefined {
   try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'latin1'))
-    return m === null ? undefined : Number(m[1])
+    const m = /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'latin1'))
+    return m === null ? undefined : { soft: Number(m[1]), hard: Number(m[2]) }
   } catch {
     return undefined // not Linux: the step finds out when a connection fails
   }

@@ -29,7 +29,9 @@ async function view(base: string, name: string, account: number, limit = 10_000)
 describe('async actualizers', () => {
   it('kill -9 while a projector lags thousands behind: after restart the view equals a fresh projection of the log', async () => {
     const dir = await tempDir()
-    const env = { ...process.env, VVM_TEST_SLOW_PROJECTOR_MS: '2' }
+    // 10 ms per event (an async wait, not CPU): at most ~100 events/s, so the lag stays in the
+    // thousands however fast or slow this machine serves the 3,000 commands.
+    const env = { ...process.env, VVM_TEST_SLOW_PROJECTOR_MS: '10' }
     const flags = ['--data-dir', dir.path, '--app', APP, '--actualizer-batch-events-max', '50']
     let s: ChildServer | undefined
     try {

@@ -11,7 +11,7 @@ use napi::bindgen_prelude::{BufferSlice, Env, FromNapiValue, JsValue, Unknown};
 use napi::sys;
 use napi_derive::napi;
 use wasmtime::{
-  Caller, Instance, InstancePre, Linker, Memory, ResourceLimiter, Store, TypedFunc,
+  Caller, Instance, InstancePre, Linker, Memory, Store, TypedFunc,
 };
 
 use crate::abi::{
@@ -19,6 +19,7 @@ use crate::abi::{
   HOST_MODULE, MEMORY_EXPORT,
 };
 use crate::engine::Shared;
+use crate::limiter::Limiter;
 use crate::errors::{classify, guard, Code, Fault, VvmError, VvmResult};
 use crate::module::is_entry_point;
 
@@ -52,40 +53,6 @@ struct HostCall {
 // that a store *could* move; ours never does. `HostCall` is only read while
 // the `invoke` that set it is on the stack of that same thread.
 unsafe impl Send for HostCall {}
-
-struct Limiter {
-  memory_bytes_max: usize,
-  table_elements_max: usize,
-}
-
-impl ResourceLimiter for Limiter {
-  // Growing past the limit traps (instead of memory.grow returning -1), so an
-  // operator sees WASM_MEMORY_LIMIT rather than whatever a guest does with -1.
-  fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-    if desired > self.memory_bytes_max {
-      return Err(Fault::MemoryLimit { desired_bytes: desired, max_bytes: self.memory_bytes_max }.into());
-    }
-    Ok(true)
-  }
-
-  fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-    if desired > self.table_elements_max {
-      return Err(Fault::TableLimit { desired_elements: desired, max_elements: self.table_elements_max }.into());
-    }
-    Ok(true)
-  }
-
-  // One module per store: no instance, table or memory beyond its own.
-  fn instances(&self) -> usize {
-    1
-  }
-  fn tables(&self) -> usize {
-    1
-  }
-  fn memories(&self) -> usize {
-    1
-  }
-}
 
 /// Defines `vvm.host` in `linker`.
 pub fn link_host(linker: &mut Linker<StoreData>) -> VvmResult<()> {

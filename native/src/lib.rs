@@ -3,7 +3,7 @@
 //!
 //! Layout: `engine` (engine, options, compile), `cache` (compiled modules on
 //! disk), `module` (ABI check, link), `instance` (stores, invoke, host calls),
-//! `abi` (the wire format of pointers and results), `errors` (codes),
+//! `limiter` (a store's memory and table limits), `abi` (the wire format of pointers and results), `errors` (codes),
 //! `epoch` (the deadline clock). Depends on nothing in the TS tree.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -14,6 +14,7 @@ mod engine;
 mod epoch;
 mod errors;
 mod instance;
+mod limiter;
 mod module;
 
 /// Set by build.rs from Cargo.lock; part of the compiled-module cache key.

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { Op, ReplyFormat, decodeQueryOutcomes, decodeRequests, encodeQueryOutcomes, encodeRequests, type EngineRequest } from '../src/shared/engine-messages.js'
 import { WireOp } from '../src/shared/protocol/index.js'
 import { createAccount, scrape, startTestServer, type TestServer } from './helpers/server.js'
 import { RawWs } from './helpers/ws-raw.js'
@@ -62,5 +63,33 @@ describe('query pool batches', () => {
       assert.deepEqual((await raw.reply(10_000 + i)).body, { results: [{ balance: 1000 + i }] })
     }
     await raw.close()
+  })
+})
+
+describe('query pool task messages', () => {
+  it('are exact-size buffers (a message to a thread clones the whole ArrayBuffer under a view) and round-trip', () => {
+    const req = (i: number): EngineRequest => ({
+      reqId: i, op: Op.QUERY, format: ReplyFormat.JSON_V2, app: 'demo/bank', wsid: 7 + i, qname: 'bank.Balance', id: 0,
+      idempotencyKey: null, body: { account: i }, params: null, principal: { login: 'u', roles: ['owner'] },
+    })
+    const batch = [req(1), req(2), req(3)]
+    const bytes = encodeRequests(batch)
+    encodeRequests([req(4)]) // msgpackr reuses its scratch buffer: the first result must not change
+    assert.equal(bytes.byteOffset, 0)
+    assert.equal(bytes.buffer.byteLength, bytes.byteLength, 'a task message must own exactly its bytes')
+    assert.deepEqual(decodeRequests(bytes), batch)
+
+    const outcomes = [
+      { reqId: 0, status: 200, body: new TextEncoder().encode('{"results":[]}'), retryAfterS: 0 },
+      { thrown: 'Error: boom\n    at somewhere' },
+      { reqId: 0, status: 503, body: new TextEncoder().encode('{}'), retryAfterS: 1 },
+    ]
+    const out = encodeQueryOutcomes(outcomes)
+    assert.equal(out.buffer.byteLength, out.byteLength)
+    const back = decodeQueryOutcomes(out)
+    assert.equal(back.length, 3)
+    assert.deepEqual(back[1], { thrown: 'Error: boom\n    at somewhere' })
+    assert.deepEqual([(back[0] as { status: number }).status, (back[2] as { retryAfterS: number }).retryAfterS], [200, 1])
+    assert.deepEqual([...(back[0] as { body: Uint8Array }).body], [...outcomes[0]!.body!])
   })
 })

@@ -5,6 +5,7 @@
 
 import { Packr } from 'msgpackr'
 import type { Principal } from './appdef/state.js'
+import { copyBytes } from './storage/keys.js'
 
 export const Op = {
   /** A command; body `{"args", "unloggedArgs", "cuds"}` (v1 clients send `cuds` too). */
@@ -116,7 +117,7 @@ export function decodeRequest(bytes: Uint8Array): EngineRequest {
  * 8 KiB (or larger) scratch buffer.
  */
 export function encodeRequests(rs: readonly EngineRequest[]): Uint8Array {
-  return codec.pack(rs.map(requestTuple)).slice()
+  return copyBytes(codec.pack(rs.map(requestTuple)))
 }
 
 export function decodeRequests(bytes: Uint8Array): EngineRequest[] {
@@ -127,7 +128,7 @@ export function decodeRequests(bytes: Uint8Array): EngineRequest[] {
 export type QueryOutcome = EngineReply | { thrown: string }
 
 export function encodeQueryOutcomes(outcomes: readonly QueryOutcome[]): Uint8Array {
-  return codec.pack(outcomes.map((o) => ('thrown' in o ? [o.thrown] : [o.status, o.body, o.retryAfterS]))).slice()
+  return copyBytes(codec.pack(outcomes.map((o) => ('thrown' in o ? [o.thrown] : [o.status, o.body, o.retryAfterS]))))
 }
 
 export function decodeQueryOutcomes(bytes: Uint8Array): QueryOutcome[] {

@@ -24,7 +24,7 @@ import type { policies } from 'cassandra-driver'
 import { StorageError, VvmError } from '../errors.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, normalizeRange } from './contract.js'
 import type { NormalizedRange } from './contract.js'
-import { hexOf } from './keys.js'
+import { copyBytes, hexOf } from './keys.js'
 import type { BatchItem, Bytes, IAppStorage, IStorageProvider, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type TtlRow = StorageRow & { readonly expiresAtMs: number }
@@ -239,7 +239,7 @@ class CassandraAppStorage implements IAppStorage {
     await Promise.all(Array.from({ length: Math.min(GET_BATCH_QUERIES_IN_FLIGHT_MAX, chunks.length) }, worker))
     return ccs.map((cc) => {
       const value = found.get(hexOf(cc))
-      return value === undefined ? undefined : value.slice()
+      return value === undefined ? undefined : copyBytes(value)
     })
   }
 

@@ -179,6 +179,14 @@ export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
   return out
 }
 
+/**
+ * A copy in its own ArrayBuffer of exactly its length. Not `b.slice()`: on a Node Buffer (what
+ * msgpackr and the Cassandra driver return) `slice` is a view of the same memory.
+ */
+export function copyBytes(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b)
+}
+
 /** Hex of the bytes, read in place (no copy): map keys of byte strings. */
 export function hexOf(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')

@@ -24,7 +24,7 @@ import { ClassicLevel } from 'classic-level'
 import { StorageError, VvmError } from '../errors.js'
 import { StripedCasLock } from './cas-lock.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
-import { bytesEqual, concatBytes, keyWriter, prefixEnd, readU64be, u16be, u64be } from './keys.js'
+import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, readU64be, u16be, u64be } from './keys.js'
 import type { BatchItem, Bytes, PutBatchOptions, IAppStorage, IStorageProvider, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>
@@ -218,7 +218,7 @@ class LevelAppStorage implements IAppStorage {
   }
 
   private rowKey(pk: Bytes, cc: Bytes): Uint8Array {
-    return this.rowKeyView(pk, cc).slice()
+    return copyBytes(this.rowKeyView(pk, cc))
   }
 
   /** The row's key in the shared key writer: valid until its next use (see KeyWriter.inPlace). */

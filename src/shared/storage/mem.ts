@@ -8,7 +8,7 @@
 import { StorageError, VvmError } from '../errors.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
 import type { NormalizedRange } from './contract.js'
-import { bytesEqual, compareBytes } from './keys.js'
+import { bytesEqual, compareBytes, copyBytes } from './keys.js'
 import type { BatchItem, Bytes, IAppStorage, IStorageProvider, ReadRange, StorageKind, StorageRow, TtlValue } from './types.js'
 
 interface MemRow {
@@ -71,7 +71,8 @@ class MemAppStorage implements IAppStorage {
   async get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined> {
     this.assertOpen()
     checkKey(pk, cc)
-    return this.liveRow(pk, cc, Date.now())?.value.slice()
+    const row = this.liveRow(pk, cc, Date.now())
+    return row === undefined ? undefined : copyBytes(row.value)
   }
 
   async getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]> {
@@ -80,7 +81,10 @@ class MemAppStorage implements IAppStorage {
     if (ccs.length > BATCH_ITEMS_MAX) throw new VvmError('TOO_LARGE', `storage: getBatch of ${ccs.length} keys, at most ${BATCH_ITEMS_MAX} allowed`)
     for (const cc of ccs) checkCc(cc)
     const nowMs = Date.now()
-    return ccs.map((cc) => this.liveRow(pk, cc, nowMs)?.value.slice())
+    return ccs.map((cc) => {
+      const row = this.liveRow(pk, cc, nowMs)
+      return row === undefined ? undefined : copyBytes(row.value)
+    })
   }
 
   read(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow> {
@@ -137,7 +141,7 @@ class MemAppStorage implements IAppStorage {
     this.assertOpen()
     checkKey(pk, cc)
     const row = this.liveRow(pk, cc, Date.now())
-    return row === undefined ? undefined : { value: row.value.slice(), expiresAtMs: row.expiresAtMs }
+    return row === undefined ? undefined : { value: copyBytes(row.value), expiresAtMs: row.expiresAtMs }
   }
 
   private assertOpen(): void {
@@ -166,7 +170,7 @@ class MemAppStorage implements IAppStorage {
       rows = []
       this.partitions.set(pkKey, rows)
     }
-    const row: MemRow = { cc: cc.slice(), value: value.slice(), expiresAtMs }
+    const row: MemRow = { cc: copyBytes(cc), value: copyBytes(value), expiresAtMs }
     const index = lowerBound(rows, cc)
     const existing = rows[index]
     if (existing !== undefined && compareBytes(existing.cc, cc) === 0) rows[index] = row
@@ -199,7 +203,7 @@ class MemAppStorage implements IAppStorage {
     for (let i = range.reverse ? to - 1 : from; i >= from && i < to && out.length < range.limit; i += step) {
       const row = rows[i]!
       if (!isLive(row.expiresAtMs, nowMs)) continue
-      out.push({ cc: row.cc.slice(), value: row.value.slice(), expiresAtMs: row.expiresAtMs })
+      out.push({ cc: copyBytes(row.cc), value: copyBytes(row.value), expiresAtMs: row.expiresAtMs })
     }
     return out
   }

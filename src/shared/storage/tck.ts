@@ -214,6 +214,19 @@ export function runStorageTck(name: string, makeProvider: () => Promise<IStorage
         swapValue.fill(0x21)
         assert.deepEqual((await s.getBatch(pk, [b('c'), b('d'), b('e')])).map(hex), [b('orig'), b('batch'), b('swapped')].map(hex))
       })
+      it('the same holds for Node Buffers, whose slice() is a view, not a copy', async () => {
+        const pk = Buffer.from(newPk('copy-buffer'))
+        const value = Buffer.from('orig')
+        await s.put(pk, Buffer.from('c'), value)
+        value.fill(0x21)
+        const batchValue = Buffer.from('batch')
+        await s.putBatch([{ pk, cc: Buffer.from('d'), value: batchValue }])
+        batchValue.fill(0x21)
+        const got = (await s.getBatch(pk, [b('c'), b('c'), b('d')]))
+        got[0]!.fill(0x21) // a duplicate key's answer is its own copy too
+        assert.deepEqual(got.slice(1).map(hex), [b('orig'), b('batch')].map(hex))
+        assert.equal(hex(await s.get(pk, b('c'))), hex(b('orig')))
+      })
       it('mutating what a read returned does not change storage', async () => {
         const pk = newPk('copy-out')
         await s.put(pk, b('c'), b('orig'))

@@ -112,9 +112,9 @@ export function decodeRequest(bytes: Uint8Array): EngineRequest {
 }
 
 /**
- * A query pool task: several requests in one exact-size buffer. Exact size matters: a message
- * to a thread clones the whole ArrayBuffer under a view, and msgpackr returns views into its
- * 8 KiB (or larger) scratch buffer.
+ * A query pool task: several requests in a buffer of their own, so that the message to a thread
+ * (which clones the whole ArrayBuffer under a view) carries these bytes and not msgpackr's 8 KiB
+ * (or larger) scratch buffer that its result is a view of.
  */
 export function encodeRequests(rs: readonly EngineRequest[]): Uint8Array {
   return copyBytes(codec.pack(rs.map(requestTuple)))

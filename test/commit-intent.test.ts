@@ -46,7 +46,8 @@ describe('intent commit', () => {
     assert.equal(await head(s), 0, 'not applied yet')
     await committerFor(s, 0, false).recover()
     assert.equal(await head(s), 7)
-    for (const it of batch) assert.deepEqual(await s.get(it.pk, it.cc), it.value)
+    // Storage returns plain Uint8Arrays; encodeStored gives Node Buffers: compare the bytes.
+    for (const it of batch) assert.deepEqual(await s.get(it.pk, it.cc), new Uint8Array(it.value))
     // recover() again is a no-op; a later commit supersedes the intent.
     await committerFor(s, 0, false).recover()
     await committerFor(s, 0, false).commit(items(3, 8), 8)

@@ -33,11 +33,12 @@ describe('two nodes on Cassandra', () => {
       nodes.push(await spawnServer(flags(1), 60_000))
       const [a, b] = nodes as [ChildServer, ChildServer]
       const owned = (n: ChildServer) => scrape(n.metricsUrl, 'vvm_partitions_owned')
-      for (const until = Date.now() + 20_000; (await owned(a)) + (await owned(b)) !== PARTITIONS || (await owned(b)) === 0;) {
-        assert.ok(Date.now() < until, 'the nodes did not share the partitions')
+      // Wait for the even split itself: on the way to it a node can briefly own 3 of 4 while the
+      // other owns 1 (a CI run failed on asserting the split at that moment).
+      for (const until = Date.now() + 20_000; (await owned(a)) !== PARTITIONS / 2 || (await owned(b)) !== PARTITIONS / 2;) {
+        assert.ok(Date.now() < until, `the nodes did not share the partitions evenly: ${await owned(a)} and ${await owned(b)}`)
         await new Promise((r) => setTimeout(r, 200))
       }
-      assert.equal(await owned(a), PARTITIONS / 2)
 
       const accounts = new Map<number, number>()
       // A node learns the other's leases at its next round (TTL/3): until then it answers 503.

@@ -87,7 +87,7 @@ export class QueryPool {
 
   private start(batch: Waiting[]): void {
     this.tasksRunning++
-    for (let i = 0; i < batch.length; i++) batch[i]!.req.reqId = i
+    // Outcomes come back in the order of the batch: no request id is needed to match them.
     this.pool.run(encodeRequests(batch.map((w) => w.req))).then(
       (bytes: Uint8Array) => {
         const outcomes = decodeQueryOutcomes(bytes)

@@ -168,10 +168,4 @@ export function decodeReplyFrame(bytes: Uint8Array): EngineReply | EnginePush {
   return { reqId: a[0] as number, status: a[1] as number, body: a[2] as Uint8Array, retryAfterS: a[3] as number, groupId: a[4] as number | undefined }
 }
 
-export function decodeReply(bytes: Uint8Array): EngineReply {
-  const r = decodeReplyFrame(bytes)
-  if (!('reqId' in r)) throw new Error('a push where a reply was expected')
-  return r
-}
-
 export const isPush = (f: EngineReply | EnginePush): f is EnginePush => !('reqId' in f)

@@ -292,31 +292,27 @@ const STORED_SCRATCH_MAX = 64 * 1024
 
 /** `encodeStored` into a scratch buffer: valid until the next call (for a batch's put, which copies). */
 function storedView(value: Bytes, expiresAtMs: number): Uint8Array {
-  const header = expiresAtMs === 0 ? 1 : EXPIRING_HEADER_BYTES
-  const length = header + value.length
+  const length = storedLength(value, expiresAtMs)
   if (length > STORED_SCRATCH_MAX) return encodeStored(value, expiresAtMs)
   if (length > storedScratch.length) storedScratch = new Uint8Array(Math.max(length, storedScratch.length * 2))
-  if (expiresAtMs === 0) {
-    storedScratch[0] = TAG_PLAIN
-  } else {
-    storedScratch[0] = TAG_EXPIRING
-    storedScratch.set(u64be(expiresAtMs), 1)
-  }
-  storedScratch.set(value, header)
-  return storedScratch.subarray(0, length)
+  return writeStored(storedScratch.subarray(0, length), value, expiresAtMs)
 }
 
 function encodeStored(value: Bytes, expiresAtMs: number): Uint8Array {
+  return writeStored(new Uint8Array(storedLength(value, expiresAtMs)), value, expiresAtMs)
+}
+
+const storedLength = (value: Bytes, expiresAtMs: number): number => (expiresAtMs === 0 ? 1 : EXPIRING_HEADER_BYTES) + value.length
+
+/** The tag, the expiry when there is one, then the value, into `out` (exactly `storedLength` bytes). */
+function writeStored(out: Uint8Array, value: Bytes, expiresAtMs: number): Uint8Array {
   if (expiresAtMs === 0) {
-    const out = new Uint8Array(1 + value.length)
     out[0] = TAG_PLAIN
-    out.set(value, 1)
-    return out
+  } else {
+    out[0] = TAG_EXPIRING
+    out.set(u64be(expiresAtMs), 1)
   }
-  const out = new Uint8Array(EXPIRING_HEADER_BYTES + value.length)
-  out[0] = TAG_EXPIRING
-  out.set(u64be(expiresAtMs), 1)
-  out.set(value, EXPIRING_HEADER_BYTES)
+  out.set(value, out.length - value.length)
   return out
 }
 

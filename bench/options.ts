@@ -50,7 +50,7 @@ const SPECS: readonly Spec[] = [
   { key: 'transport', flag: 'transport', kind: 'enum', values: ['http', 'ws'], help: 'http: HTTP/1.1 keep-alive (API v2); ws: the binary WebSocket protocol through the SDK' },
   { key: 'api', flag: 'api', kind: 'enum', values: ['v2', 'v1'], help: 'HTTP API for commands: v2, or v1 (/api/{owner}/{app}/{wsid}/c.{pkg}.{Cmd})' },
   { key: 'connections', flag: 'connections', kind: 'int', min: 1, max: 10_000, help: 'connections, spread over the load workers' },
-  { key: 'pipeline', flag: 'pipeline', kind: 'int', min: 1, max: 4096, help: 'operations in flight per connection (HTTP pipelining / protocol requests)' },
+  { key: 'pipeline', flag: 'pipeline', kind: 'int', min: 1, max: 4096, help: 'operations in flight per connection (protocol requests; over HTTP only for the echo scenario: vvm does not support HTTP/1.1 pipelining)' },
   { key: 'workers', flag: 'workers', kind: 'int', min: 1, max: 64, help: 'load-generator worker threads' },
   { key: 'durationS', flag: 'duration-s', kind: 'number', min: 0.1, max: 3600, help: 'seconds measured, after the warm-up (standard report: 5 per step)' },
   { key: 'warmupS', flag: 'warmup-s', kind: 'number', min: 0, max: 600, help: 'seconds of load before measuring (standard report: 1 per step)' },
@@ -119,6 +119,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     o.target = u.origin
   }
   if (o.command === 'standard' && o.target !== undefined) throw new BenchUsageError('the standard report starts its own servers (its partition sweep restarts them): drop --target')
+  // uWS closes a connection when a request arrives behind a reply not yet written (every vvm
+  // route answers later), so requests pipelined over HTTP would fail as "connection closed".
+  if (o.command === 'run' && o.transport === 'http' && o.pipeline > 1 && o.scenario !== 'echo') {
+    throw new BenchUsageError(`--pipeline ${o.pipeline} over HTTP: vvm does not support HTTP/1.1 pipelining (docs/http-api.md); use --transport ws for requests in flight per connection, or more --connections`)
+  }
   if (o.cpuProf && o.target !== undefined) throw new BenchUsageError('--cpu-prof profiles a server the harness starts: drop --target (or profile your server yourself)')
   return o
 }

@@ -132,6 +132,13 @@ describe('bench: end to end', () => {
       const md = await readFile(join(out.path, 'report.md'), 'utf8')
       assert.match(md, /\| memory with 10k idle WebSocket connections \| ≤ 300 MiB RSS \| not measured by bench yet \| not measured \|/)
       assert.doesNotMatch(md, /\*\*Memory with|\*\*Restart with/)
+      // Server CPU per operation = server cores ÷ ok/s, in every run table.
+      const result = JSON.parse(await readFile(join(REPO_ROOT, 'bench/reports/2026-11-23-standard/result.json'), 'utf8')) as { runs: { label: string; throughputPerS: number; serverCores: number | null }[] }
+      const run = result.runs.find((x) => x.serverCores !== null && x.throughputPerS > 0)!
+      const us = (run.serverCores! / run.throughputPerS) * 1e6
+      const row = md.split('\n').find((l) => l.startsWith(`| ${run.label} |`))!
+      assert.match(md, /\| server cores \| server µs\/op \| other cores \|/)
+      assert.equal(row.split(' | ').at(-2), us >= 100 ? Math.round(us).toLocaleString('en-US') : us.toFixed(1), row)
     } finally {
       await out.remove()
     }

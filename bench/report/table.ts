@@ -25,11 +25,26 @@ export function runRow(r: RunResult): string[] {
     r.errors.total === 0 ? '0' : `${fmtInt(r.errors.total)} ✗`,
     r.clientElu.toFixed(2),
     r.serverCores === null ? '–' : r.serverCores.toFixed(2),
+    fmtCpuPerOp(r),
     r.otherCores === null ? '–' : r.otherCores.toFixed(2),
   ]
 }
 
-export const RUN_HEADER = ['run', 'load', 'ok/s', '÷ ceiling', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p99 ÷ ceiling', 'errors', 'client ELU', 'server cores', 'other cores']
+/**
+ * Server CPU per served operation, µs (server cores ÷ ok/s): what one operation costs the
+ * server at this load. It falls as the load rises, because batches grow and their fixed cost
+ * (thread hand-offs, one write and sync) is shared by more commands.
+ */
+export function serverCpuUsPerOp(r: RunResult): number | null {
+  return r.serverCores === null || r.throughputPerS <= 0 ? null : (r.serverCores / r.throughputPerS) * 1e6
+}
+
+function fmtCpuPerOp(r: RunResult): string {
+  const us = serverCpuUsPerOp(r)
+  return us === null ? '–' : us >= 100 ? fmtInt(us) : us.toFixed(1)
+}
+
+export const RUN_HEADER = ['run', 'load', 'ok/s', '÷ ceiling', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p99 ÷ ceiling', 'errors', 'client ELU', 'server cores', 'server µs/op', 'other cores']
 
 export function textTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))

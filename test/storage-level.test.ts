@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads'
 import { StorageError } from '../src/shared/errors.js'
 import { createCasLockBuffer, openStorageProvider } from '../src/shared/storage/index.js'
 import { u64be } from '../src/shared/storage/keys.js'
-import { LevelStorageProvider } from '../src/shared/storage/level.js'
+import { LevelStorageProvider, levelWritesInline } from '../src/shared/storage/level.js'
 import { runStorageTck } from '../src/shared/storage/tck.js'
 
 const LEVEL_URL = new URL('../src/shared/storage/level.js', import.meta.url).href
@@ -110,7 +110,7 @@ describe('storage level: process and thread behaviour', () => {
     })
   })
 
-  it('acknowledged writes survive kill -9', async () => {
+  for (const inline of [false, true]) it(`acknowledged writes survive kill -9${inline ? ' (written inline)' : ''}`, async () => {
     const dir = await newDataDir()
     const code = `
       const { LevelStorageProvider } = await import(process.argv[1])
@@ -119,7 +119,7 @@ describe('storage level: process and thread behaviour', () => {
       const pk = new Uint8Array([7])
       for (let i = 0; ; i++) {
         const cc = new Uint8Array(8); new DataView(cc.buffer).setUint32(4, i)
-        await s.putBatch([{ pk, cc, value: cc }, { pk: new Uint8Array([8]), cc, value: cc }])
+        await s.putBatch([{ pk, cc, value: cc }, { pk: new Uint8Array([8]), cc, value: cc }], { inline: ${inline} })
         process.stdout.write(i + '\\n')
       }`
     let acked = -1
@@ -136,6 +136,30 @@ describe('storage level: process and thread behaviour', () => {
       assert.notEqual(await s.get(new Uint8Array([8]), u64be(i)), undefined, `row ${i} of the second pk`)
     }
     await provider.close()
+  })
+
+  it('inline putBatch writes on the calling thread (the binding scripts/build-level.sh installs)', async () => {
+    assert.equal(levelWritesInline, true, 'classic-level has no batch_write_now: run scripts/build-level.sh (npm install runs it)')
+    const provider = await LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() })
+    try {
+      const s = await provider.appStorage('inline/app')
+      const pk = new Uint8Array([1])
+      for (const durable of [true, false]) {
+        const cc = new Uint8Array([durable ? 1 : 2])
+        // Not awaited: written before putBatch returns its promise, so a read started right
+        // after sees it. Through the thread pool the read would run long before the write.
+        const writing = s.putBatch([{ pk, cc, value: new Uint8Array([9]) }], { durable, inline: true })
+        const reading = s.get(pk, cc)
+        await writing
+        const read = await reading
+        assert.deepEqual(read === undefined ? undefined : [...read], [9], `durable ${durable}`)
+      }
+      // Same checks as any batch, and a refused batch writes nothing.
+      await assert.rejects(s.putBatch([{ pk, cc: new Uint8Array([3]), value: new Uint8Array([1]) }, { pk: new Uint8Array(0), cc: new Uint8Array([4]), value: new Uint8Array([1]) }], { inline: true }))
+      assert.equal(await s.get(pk, new Uint8Array([3])), undefined)
+    } finally {
+      await provider.close()
+    }
   })
 
   it('two worker threads share one database; CAS with a shared lock loses no increment', async () => {

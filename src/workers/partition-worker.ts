@@ -155,10 +155,16 @@ async function main(): Promise<void> {
   // The commit is pipelined: batch N+1 executes while batch N is being written, and is
   // committed (and answered) only after N. At most one commit is under way.
   let inflight: InFlight | undefined
+  /** Nothing to do but wait: no request, job, subscription change or ended group. */
+  const idle = (): boolean => !requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0
+  // A commit started while idle is written inline, on this thread (where the storage can):
+  // nothing would execute during it anyway (below), and it saves the two hand-offs of a write
+  // through the thread pool. With work waiting, the write goes to the pool and the next batch
+  // executes meanwhile.
   const startCommit = (reqs: EngineRequest[], executed: ExecutedBatch): InFlight =>
-    ({ reqs, executed, abandoned: executed.abandoned, durable: processor.commit(executed, batchStats) })
+    ({ reqs, executed, abandoned: executed.abandoned, durable: processor.commit(executed, batchStats, idle()) })
   for (;;) {
-    if (!requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0) {
+    if (idle()) {
       // Idle with a commit under way: sleep until it is durable, not until the next request.
       // Waking for a request to execute it during the commit cost a thread wake-up per batch
       // (tens of µs of CPU here, docs/benchmarks.md) to start work that the commit's end starts

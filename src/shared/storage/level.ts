@@ -19,6 +19,7 @@
 // with CAS on one key can lose the CAS write — the same rule Cassandra has for LWTs.
 
 import { mkdir } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { StorageError, VvmError } from '../errors.js'
@@ -39,6 +40,29 @@ const NO_SYNC = { sync: false } as const
 const TAG_PLAIN = 0x00
 const TAG_EXPIRING = 0x01
 const EXPIRING_HEADER_BYTES = 9
+
+/**
+ * classic-level's batch write on the calling thread, where scripts/build-level.sh installed
+ * the binding that has it (`batch_write_now`); undefined with the stock binding, whose writes
+ * all go through libuv's thread pool. A write there costs two thread hand-offs (the pool
+ * thread's wake-up, the completion's), tens of µs of CPU each on a small VM
+ * (docs/benchmarks.md, fifth session): a caller with nothing else to do saves them.
+ */
+type WriteNow = (batchContext: unknown, options: { sync: boolean }) => void
+const writeNow: WriteNow | undefined = (() => {
+  const binding = createRequire(import.meta.url)('classic-level/binding.js') as { batch_write_now?: WriteNow }
+  return typeof binding.batch_write_now === 'function' ? binding.batch_write_now : undefined
+})()
+/** The private symbol under which classic-level's ChainedBatch keeps its native batch. */
+let batchContextKey: symbol | undefined
+
+function batchContextOf(batch: object): unknown {
+  batchContextKey ??= Object.getOwnPropertySymbols(batch).find((k) => k.description === 'context')
+  return batchContextKey === undefined ? undefined : (batch as Record<symbol, unknown>)[batchContextKey]
+}
+
+/** Whether this process's classic-level can write on the calling thread (`PutBatchOptions.inline`). */
+export const levelWritesInline = writeNow !== undefined
 
 export interface LevelOpenOptions {
   /** Shared lock memory from `createCasLockBuffer()`, the same for every thread of the process. */
@@ -125,8 +149,18 @@ class LevelAppStorage implements IAppStorage {
     for (const item of items) {
       batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
     }
+    const sync = options?.durable === false ? NO_SYNC : SYNC
+    const context = options?.inline === true && writeNow !== undefined ? batchContextOf(batch) : undefined
     try {
-      await batch.write(options?.durable === false ? NO_SYNC : SYNC)
+      if (context === undefined) {
+        await batch.write(sync)
+        return
+      }
+      try {
+        writeNow!(context, sync)
+      } finally {
+        await batch.close()
+      }
     } catch (err) {
       throw levelError('putBatch', err)
     }

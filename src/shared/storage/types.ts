@@ -50,6 +50,13 @@ export interface PutBatchOptions {
    * write (mem, cassandra) ignore it. Default true.
    */
   readonly durable?: boolean
+  /**
+   * The caller has nothing else to do until the write is done: a backend that can write on the
+   * calling thread does, blocking it, instead of handing the write to another thread and waking
+   * the caller when it is done (level, where the patched binding is installed:
+   * scripts/build-level.sh). Others ignore it. Default false.
+   */
+  readonly inline?: boolean
 }
 
 export interface IAppStorage {

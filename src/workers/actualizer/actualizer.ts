@@ -124,7 +124,8 @@ export class AsyncActualizer {
     const items: BatchItem[] = [...staging.values()].map((r) => ({ pk: r.pk, cc: r.cc, value: r.value }))
     items.push({ pk: k.pk, cc: k.cc, value: encodeStored({ po: to }) })
     // Derived data: a power loss may cost the last projections, never the PLog they come from.
-    await this.storage.putBatch(items, { durable: false })
+    // Unsynced, the write is a copy into the OS: written on this thread, no pool hand-off.
+    await this.storage.putBatch(items, { durable: false, inline: true })
     this.offset = to
   }
 

@@ -15,8 +15,11 @@ const CHUNK_BYTES_MAX = 512 * 1024
 const CHUNKS_IN_FLIGHT_MAX = 4
 
 export interface Committer {
-  /** Durable when it resolves. `items` ends with the partition head. */
-  commit(items: BatchItem[], lastOffset: number): Promise<void>
+  /**
+   * Durable when it resolves. `items` ends with the partition head. `inline`: the caller has
+   * nothing else to do meanwhile, so the write may block its thread (`PutBatchOptions.inline`).
+   */
+  commit(items: BatchItem[], lastOffset: number, inline?: boolean): Promise<void>
   /** Completes a commit interrupted by a crash or a failure; a no-op when there is none. */
   recover(): Promise<void>
 }
@@ -25,10 +28,12 @@ export function committerFor(storage: IAppStorage, partition: number, atomicBatc
   return atomicBatches ? new AtomicCommitter(storage) : new IntentCommitter(storage, partition)
 }
 
+const INLINE = { inline: true } as const
+
 class AtomicCommitter implements Committer {
   constructor(private readonly storage: IAppStorage) {}
-  commit(items: BatchItem[]): Promise<void> {
-    return this.storage.putBatch(items)
+  commit(items: BatchItem[], _lastOffset: number, inline = false): Promise<void> {
+    return this.storage.putBatch(items, inline ? INLINE : undefined)
   }
   async recover(): Promise<void> {}
 }

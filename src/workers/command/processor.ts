@@ -111,16 +111,17 @@ export class CommandProcessor {
   /**
    * Writes an executed batch in one group commit; its parent must be committed. True when it
    * is durable (or had nothing to write); false when the commit failed: its commands then
-   * answer BUSY and the partition has recovered its committed state.
+   * answer BUSY and the partition has recovered its committed state. `inline`: the caller has
+   * nothing to do until it is durable (`Committer.commit`).
    */
-  async commit(b: ExecutedBatch, stats: BatchStats): Promise<boolean> {
+  async commit(b: ExecutedBatch, stats: BatchStats, inline = false): Promise<boolean> {
     const batch = b.staging
     if (b.abandoned) return false
     if (batch.empty) return true
     const lastOffset = batch.lastOffset
     const t0 = performance.now()
     try {
-      await this.opts.committer.commit(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds), lastOffset)
+      await this.opts.committer.commit(batch.toBatchItems(this.part.partition, lastOffset, this.opts.idempotencyTtlSeconds), lastOffset, inline)
       this.part.applyCommitted(lastOffset, batch.wsHeads, batch.committedRecords(), batch.grants)
       stats.committed += b.acked.length
       return true

@@ -12,6 +12,7 @@ import { loadApp, loadApps } from '../shared/app-loader.js'
 import type { AppDef } from '../shared/appdef/types.js'
 import { decodeStored, encodeStored, metaKey, type StoredMeta } from '../shared/layout.js'
 import { openStorageProvider } from '../shared/storage/index.js'
+import { levelWritesInline } from '../shared/storage/level.js'
 import type { IStorageProvider, StorageConfig } from '../shared/storage/types.js'
 import type { WasmOptions } from '../shared/partition-protocol.js'
 import { ConfigError, type VvmConfig } from './config.js'
@@ -205,6 +206,9 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       uws.us_listen_socket_close(metricsSocket)
       metricsApp.close()
       await closeProvider()
+    }
+    if (storage.kind === 'level' && !levelWritesInline) {
+      log.warn('classic-level has no batch_write_now (scripts/build-level.sh did not run, or its build failed): every commit goes through the thread pool, which costs CPU per commit (docs/architecture.md, "Storage")')
     }
     log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
     return {

@@ -87,6 +87,22 @@ describe('client SDK against the server', () => {
     assert.equal(await balanceOf(t.ws(WSID), id), 7)
   })
 
+  it('writes the frames sent in one turn of the event loop in one socket write', async () => {
+    const c = await connect(url, { app: 'demo/bank', wsid: WSID })
+    const id = await createAccount(t.ws(WSID), 'burst', 0)
+    // The Node socket under the `ws` WebSocket: count the stream writes it is asked for.
+    const raw = (c as unknown as { socket: { _socket: { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void } } }).socket._socket
+    const counts = { write: 0, writev: 0, chunks: 0 }
+    const write = raw._write.bind(raw)
+    const writev = raw._writev.bind(raw)
+    raw._write = (...a: unknown[]) => { counts.write++; counts.chunks++; write(...a) }
+    raw._writev = (...a: unknown[]) => { counts.writev++; counts.chunks += (a[0] as unknown[]).length; writev(...a) }
+    const replies = await Promise.all(Array.from({ length: 50 }, () => c.command<{ balance: number }>('bank.Deposit', { account: id, amount: 1 })))
+    assert.equal(Math.max(...replies.map((r) => r.result.balance)), 50)
+    assert.deepEqual(counts, { write: 0, writev: 1, chunks: 50 })
+    await c.close()
+  })
+
   it('refuses locally a request larger than the server frame limit', async () => {
     const small = await startTestServer(['--storage', 'mem', '--ws-frame-bytes-max', '2048'])
     const c = await connect(`ws://127.0.0.1:${small.server.port}/api/ws`, { app: 'demo/bank', wsid: 1 })

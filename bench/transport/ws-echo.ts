@@ -1,11 +1,11 @@
 // Raw WebSocket messages for the ceiling: each `echo` operation is one binary message to the
 // ceiling server's `/echo`, which sends it back. Echoes come back in order, so a FIFO of tokens
-// matches them. The client is the `ws` package used the way the SDK uses it (src/client: one
-// `send` per message, no corking), so the ratio to this ceiling compares servers, not clients.
-// (Corking a burst into one write makes this client about 6× faster on loopback: that would
-// be a ceiling no SDK-driven run could be compared with.)
+// matches them. The client is the `ws` package used the way the SDK uses it (src/client:
+// `sendInBurst`, the messages of one event-loop turn in one socket write), so the ratio to this
+// ceiling compares servers, not clients.
 
 import { WebSocket } from 'ws'
+import { sendInBurst, type WebSocketLike } from '../../src/client/websocket.js'
 import type { Op } from '../scenario.js'
 import type { Connection, ConnectionEvents, Transport, TransportSpec } from './types.js'
 
@@ -51,7 +51,7 @@ class WsEchoConnection implements Connection {
     if (this.count === this.pipeline) throw new Error(`bug: more than ${this.pipeline} messages in flight on one connection`)
     this.tokens[(this.head + this.count) % this.pipeline] = token
     this.count++
-    this.ws.send(op.payload, { binary: true })
+    sendInBurst(this.ws as unknown as WebSocketLike, op.payload)
   }
 
   get open(): boolean {

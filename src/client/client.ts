@@ -17,7 +17,7 @@ import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './err
 import type {
   CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
 } from './options.js'
-import { OPEN, closeAndWait, closeQuietly, messageBytes, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { OPEN, closeAndWait, closeQuietly, messageBytes, preferBufferMessages, sendInBurst, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
 import { Live, type SubscribeOptions, type SubscribeTarget, type Subscription } from './subscription.js'
 import { ClientSubscriptions } from './subscription-host.js'
 
@@ -283,7 +283,7 @@ export class VvmClient {
         reject(new ConnectionError('CONNECT_FAILED', `cannot open ${this.url}: ${(err as Error).message}`))
         return
       }
-      socket.binaryType = 'arraybuffer'
+      preferBufferMessages(socket)
       let welcomed = false
       let failed = false
       const fail = (e: ConnectionError): void => {
@@ -419,7 +419,7 @@ export class VvmClient {
       }
       call.where = 'sent'
       this.sent.add(call)
-      socket.send(call.frame)
+      sendInBurst(socket, call.frame)
       this.lastSentMs = Date.now()
     }
   }

@@ -35,6 +35,41 @@ export async function resolveWebSocket(given: WebSocketConstructor | undefined):
   throw new Error('no WebSocket implementation: install the `ws` package, run where a global WebSocket exists, or pass options.WebSocket')
 }
 
+/** The Node socket under the `ws` package's WebSocket (its `_socket`); browsers have none. */
+interface Corkable { cork(): void; uncork(): void }
+const corked = new WeakSet<Corkable>()
+
+/**
+ * Sends a frame; under Node with the `ws` package, the frames sent in one turn of the event loop
+ * leave in one write (the socket is corked at the first and uncorked by setImmediate, after the
+ * turn's callbacks and promise reactions), not one system call each. Elsewhere: `send` as is.
+ */
+export function sendInBurst(socket: WebSocketLike, data: Uint8Array): void {
+  const raw = (socket as { _socket?: Partial<Corkable> | null })._socket
+  if (raw != null && typeof raw.cork === 'function' && typeof raw.uncork === 'function' && typeof setImmediate === 'function') {
+    const s = raw as Corkable
+    if (!corked.has(s)) {
+      s.cork()
+      corked.add(s)
+      setImmediate(() => {
+        corked.delete(s)
+        s.uncork()
+      })
+    }
+  }
+  socket.send(data)
+}
+
+/**
+ * Messages as a Node Buffer where the implementation offers it (`ws`: no copy into a fresh
+ * ArrayBuffer per message), else as an ArrayBuffer. WHATWG implementations ignore or replace an
+ * unknown value, so what took is read back.
+ */
+export function preferBufferMessages(socket: WebSocketLike): void {
+  socket.binaryType = 'nodebuffer'
+  if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer'
+}
+
 /** Binary message data as bytes, whichever form the implementation delivers. */
 export function messageBytes(data: unknown): Uint8Array | undefined {
   if (data instanceof ArrayBuffer) return new Uint8Array(data)

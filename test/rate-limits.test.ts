@@ -27,6 +27,21 @@ describe('rate limits', () => {
     assert.equal(rl.size, 10)
   })
 
+  it('forgets the least recently used bucket first (order kept to within a second)', () => {
+    let now = 0
+    const rl = new RateLimiter(3, () => now)
+    const rate = { count: 2, perSeconds: 600 }
+    const empty = (k: string) => assert.throws(() => rl.take(k, rate, 'p.F'), RateLimitedError)
+    for (const k of ['a', 'b', 'c']) { rl.take(k, rate, 'p.F'); rl.take(k, rate, 'p.F') }
+    now += 2_000
+    empty('a') // used again: now the youngest, although refused
+    rl.take('d', rate, 'p.F') // forgets b, the oldest
+    empty('a')
+    rl.take('b', rate, 'p.F') // a fresh, full bucket (forgetting c)
+    rl.take('b', rate, 'p.F')
+    empty('a')
+  })
+
   it('per workspace, per partition and per address over HTTP; nothing queued when refused', async () => {
     const t = await startTestServer(['--app', LIMITS_APP])
     try {

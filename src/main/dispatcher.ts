@@ -12,6 +12,9 @@ import type { QueryPool } from './query-pool.js'
 import type { RateLimiter } from './rate-limiter.js'
 
 export class Dispatcher {
+  /** The rate in force per function definition (a redeployed app brings new definitions). */
+  private readonly effectiveRates = new WeakMap<object, { rate: Rate | undefined }>()
+
   constructor(
     private readonly apps: ReadonlyMap<string, AppDef>,
     private readonly partitions: PartitionSet,
@@ -28,15 +31,25 @@ export class Dispatcher {
   /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
   checkRate(req: EngineRequest, address: string): void {
     const app = this.apps.get(req.app)
-    let rate: Rate | undefined
-    if (req.op === Op.COMMAND) rate = app?.commands.get(req.qname)?.rate
-    else if (req.op === Op.QUERY) rate = app?.queries.get(req.qname)?.rate
+    let fn: { rate?: Rate } | undefined
+    if (req.op === Op.COMMAND) fn = app?.commands.get(req.qname)
+    else if (req.op === Op.QUERY) fn = app?.queries.get(req.qname)
     else return
-    rate = this.rateOverrides[`${req.app}:${req.qname}`] ?? rate
+    const rate = fn === undefined ? this.rateOverrides[`${req.app}:${req.qname}`] : this.rateOf(req.app, req.qname, fn)
     if (rate === undefined) return
     const scope = rate.scope ?? 'workspace'
     const who = scope === 'workspace' ? `ws${req.wsid}` : scope === 'partition' ? `p${this.partitions.partitionOf(req.app, req.wsid)}` : `a${address}`
     this.rates.take(`${req.app}|${req.qname}|${who}`, rate, req.qname)
+  }
+
+  /** A declared function's rate, the config's override first; remembered per function definition. */
+  private rateOf(app: string, qname: string, fn: { rate?: Rate }): Rate | undefined {
+    let r = this.effectiveRates.get(fn)
+    if (r === undefined) {
+      r = { rate: this.rateOverrides[`${app}:${qname}`] ?? fn.rate }
+      this.effectiveRates.set(fn, r)
+    }
+    return r.rate
   }
 
   submit(req: EngineRequest, sink: ReplySink): void {

@@ -8,7 +8,23 @@ const SERIES_MAX = 1000
 
 type Labels = Record<string, string | number>
 
+/** Why 4096: SERIES_MAX series per metric, a handful of metrics recorded per request. */
+const LABEL_TEXTS_MAX = 4096
+const labelTexts = new Map<string, string>()
+
+/** The `{k="v",...}` text of a label set, remembered: the hot path records the same few sets. */
 function labelText(labels: Labels): string {
+  let raw = ''
+  for (const k in labels) raw += k + '\u0000' + String(labels[k]) + '\u0001'
+  let text = labelTexts.get(raw)
+  if (text === undefined) {
+    text = renderLabels(labels)
+    if (labelTexts.size < LABEL_TEXTS_MAX) labelTexts.set(raw, text)
+  }
+  return text
+}
+
+function renderLabels(labels: Labels): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
   return parts.length === 0 ? '' : `{${parts.join(',')}}`
 }

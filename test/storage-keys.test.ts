@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { VvmError } from '../src/shared/errors.js'
-import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
+import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, hexOf, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
 import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
 import { KeyWriter } from '../src/shared/storage/keys.js'
 import {
@@ -201,5 +201,12 @@ describe('storage keys: the layout bytes (stored data depends on them)', () => {
     assert.throws(() => w.begin().u16(0x10000), VvmError)
     assert.throws(() => w.begin().u64(-1), VvmError)
     assert.throws(() => w.begin().u64(2 ** 53), VvmError)
+  })
+
+  it('hexOf: the hex of exactly the viewed bytes (a view into a larger buffer, empty)', () => {
+    const whole = new Uint8Array([0xaa, 0x00, 0x01, 0xff, 0x10, 0xbb])
+    assert.equal(hexOf(whole.subarray(1, 5)), '0001ff10')
+    assert.equal(hexOf(whole.subarray(3, 3)), '')
+    assert.equal(hexOf(whole), 'aa0001ff10bb')
   })
 })

@@ -10,14 +10,16 @@
 // subscription-host.ts (and each subscription in subscription.ts).
 
 import {
-  CloseCode, FrameType, OP_RULES, PROTOCOL_VERSIONS, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
-  decodeServerFrame, encodeAuth, encodeHello, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireParams,
+  CloseCode, FrameType, OP_RULES, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
+  encodeAuth, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireParams,
 } from '../shared/protocol/index.js'
 import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
 import type {
   CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
 } from './options.js'
-import { OPEN, closeAndWait, closeQuietly, messageBytes, preferBufferMessages, sendInBurst, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { OPEN, closeAndWait, closeQuietly, sendInBurst, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { openConnection } from './handshake.js'
+import { KeepAlive } from './keep-alive.js'
 import { Live, type SubscribeOptions, type SubscribeTarget, type Subscription } from './subscription.js'
 import { ClientSubscriptions } from './subscription-host.js'
 
@@ -26,7 +28,6 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 const DEFAULT_RETRIES_MAX = 10
 const DEFAULT_PENDING_MAX = 100_000
 const DEFAULT_RECONNECT = { delayMinMs: 100, delayMaxMs: 5_000, attemptsMax: Infinity }
-const KEEP_ALIVE_MAX_MS = 30_000
 /** Closes after which connecting again cannot help. */
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   CloseCode.UNSUPPORTED_DATA, CloseCode.HELLO_EXPECTED, CloseCode.VERSION_UNSUPPORTED, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN,
@@ -74,11 +75,22 @@ export class VvmClient {
   private nextPingId = 1
   private reconnectAttempt = 0
   private reconnectTimer: Timer | undefined
-  private keepAliveTimer: ReturnType<typeof setInterval> | undefined
-  private keepAlivePingMs: number | undefined
-  private lastFrameMs = 0
-  /** When a frame was last sent: the server's idle timeout counts the client's frames only. */
-  private lastSentMs = 0
+  private readonly keepAlive = new KeepAlive({
+    send: (frame) => {
+      if (this.socket === undefined) return false
+      this.socket.send(frame)
+      return true
+    },
+    dead: () => {
+      const socket = this.socket
+      if (socket === undefined) return
+      // A dead path never completes a close handshake: drop the socket where the implementation can.
+      const t = (socket as { terminate?: () => void }).terminate
+      if (t !== undefined) t.call(socket)
+      else closeQuietly(socket, CloseCode.NORMAL, 'no pong')
+      this.onSocketClosed(socket, 1006, 'keep-alive: no frame from the server within two intervals')
+    },
+  })
   private closed: Promise<void> | undefined
   private drained: (() => void) | undefined
   private readonly reconnect: Required<ReconnectOptions> | undefined
@@ -229,7 +241,7 @@ export class VvmClient {
       }, timeoutMs)
       this.pings.set(pingId, { startedMs: performance.now(), timer, resolve, reject })
       socket.send(encodePing(pingId))
-      this.lastSentMs = Date.now()
+      this.keepAlive.lastSentMs = Date.now()
     })
   }
 
@@ -273,66 +285,14 @@ export class VvmClient {
     const t = this.o.token
     const token = this.tokenNow !== undefined ? this.tokenNow : typeof t === 'function' ? await t() : (t ?? null)
     // Naming the app lets the server check the token at hello.
-    const helloOptions: Record<string, unknown> = { client: 'vvm-js' }
-    if (this.o.app !== undefined) helloOptions.app = this.o.app
-    await new Promise<void>((resolve, reject) => {
-      let socket: WebSocketLike
-      try {
-        socket = new this.WS(this.url)
-      } catch (err) {
-        reject(new ConnectionError('CONNECT_FAILED', `cannot open ${this.url}: ${(err as Error).message}`))
-        return
-      }
-      preferBufferMessages(socket)
-      let welcomed = false
-      let failed = false
-      const fail = (e: ConnectionError): void => {
-        if (failed) return
-        failed = true
-        clearTimeout(timer)
-        reject(e)
-      }
-      const timer = setTimeout(() => {
-        fail(new ConnectionError('CONNECT_FAILED', `no WELCOME from ${this.url} within ${this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`))
-        closeQuietly(socket, CloseCode.NORMAL, 'connect timeout')
-      }, this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
-      socket.onopen = () => socket.send(encodeHello(PROTOCOL_VERSIONS, token, helloOptions))
-      socket.onerror = () => { /* a close event follows with the code */ }
-      socket.onmessage = (ev) => {
-        const bytes = messageBytes(ev.data)
-        if (bytes === undefined) return
-        let f: ServerFrame
-        try {
-          f = decodeServerFrame(bytes)
-        } catch (err) {
-          this.o.onError?.(err as Error)
-          return
-        }
-        if (welcomed) {
-          if (socket === this.socket) this.onFrame(f)
-          return
-        }
-        if (f.type !== FrameType.WELCOME) {
-          fail(new ConnectionError('CONNECT_FAILED', `the server answered HELLO with frame type ${String(f.type)}, not WELCOME`))
-          closeQuietly(socket, CloseCode.NORMAL, 'no welcome')
-          return
-        }
-        welcomed = true
-        clearTimeout(timer)
-        if (failed || this.stateNow === 'closed') {
-          closeQuietly(socket, CloseCode.NORMAL, 'client closed')
-          return
-        }
-        this.onOpen(socket, f.version, f.limits)
-        resolve()
-      }
-      socket.onclose = (ev) => {
-        if (!welcomed) {
-          fail(new ConnectionError('CONNECT_FAILED', `the connection to ${this.url} closed before WELCOME (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`, ev.code, ev.reason))
-          return
-        }
-        this.onSocketClosed(socket, ev.code, ev.reason)
-      }
+    const options: Record<string, unknown> = { client: 'vvm-js' }
+    if (this.o.app !== undefined) options.app = this.o.app
+    await openConnection(this.WS, this.url, { token, options, timeoutMs: this.o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS }, {
+      welcomed: (socket, version, limits) => this.onOpen(socket, version, limits),
+      abandoned: () => this.stateNow === 'closed',
+      frame: (socket, f) => { if (socket === this.socket) this.onFrame(f) },
+      closed: (socket, code, reason) => this.onSocketClosed(socket, code, reason),
+      error: (err) => this.o.onError?.(err),
     })
   }
 
@@ -340,16 +300,15 @@ export class VvmClient {
     this.socket = socket
     this.versionNow = version
     this.limitsNow = limits
-    this.lastFrameMs = Date.now()
     this.reconnectAttempt = 0
     if (this.stateNow !== 'closing') this.setState('open', {})
-    this.startKeepAlive()
+    this.keepAlive.start(this.o.keepAliveMs, limits.idleTimeoutS ?? 0)
     this.subscriptions.resume()
     this.pump()
   }
 
   private onFrame(f: ServerFrame): void {
-    this.lastFrameMs = Date.now()
+    this.keepAlive.lastFrameMs = Date.now()
     switch (f.type) {
       case FrameType.REPLY:
         if (f.reqId === 0) this.o.onError?.(new ReplyError(f.status, f.body, f.retryAfterS))
@@ -420,14 +379,14 @@ export class VvmClient {
       call.where = 'sent'
       this.sent.add(call)
       sendInBurst(socket, call.frame)
-      this.lastSentMs = Date.now()
+      this.keepAlive.lastSentMs = Date.now()
     }
   }
 
   private onSocketClosed(socket: WebSocketLike, code: number, reason: string): void {
     if (socket !== this.socket) return
     this.socket = undefined
-    this.stopKeepAlive()
+    this.keepAlive.stop()
     this.subscriptions.connectionLost()
     for (const [id, w] of this.pings) {
       clearTimeout(w.timer)
@@ -488,47 +447,11 @@ export class VvmClient {
     return step / 2 + Math.random() * (step / 2)
   }
 
-  private startKeepAlive(): void {
-    const idleS = this.limitsNow?.idleTimeoutS ?? 0
-    const intervalMs = this.o.keepAliveMs ?? (idleS > 0 ? Math.min(KEEP_ALIVE_MAX_MS, (idleS * 1000) / 3) : KEEP_ALIVE_MAX_MS)
-    if (intervalMs <= 0) return
-    this.keepAlivePingMs = undefined
-    this.keepAliveTimer = setInterval(() => {
-      const socket = this.socket
-      if (socket === undefined) return
-      const now = Date.now()
-      if (this.keepAlivePingMs !== undefined && this.lastFrameMs < this.keepAlivePingMs) {
-        // Nothing at all since our PING an interval ago: the peer or the path is gone.
-        // A dead path never completes a close handshake: drop the socket where the implementation can.
-        const t = (socket as { terminate?: () => void }).terminate
-        if (t !== undefined) t.call(socket)
-        else closeQuietly(socket, CloseCode.NORMAL, 'no pong')
-        this.onSocketClosed(socket, 1006, 'keep-alive: no frame from the server within two intervals')
-        return
-      }
-      // Quiet in either direction: a client that only receives pushes pings too.
-      if (now - Math.min(this.lastFrameMs, this.lastSentMs) >= intervalMs * 0.9) {
-        this.keepAlivePingMs = now
-        socket.send(encodePing(0))
-        this.lastSentMs = now
-      } else {
-        this.keepAlivePingMs = undefined
-      }
-    }, intervalMs)
-    // The socket keeps the process alive while connected; this timer need not.
-    ;(this.keepAliveTimer as { unref?: () => void }).unref?.()
-  }
-
-  private stopKeepAlive(): void {
-    clearInterval(this.keepAliveTimer)
-    this.keepAliveTimer = undefined
-  }
-
   /** Ends the client: every unsettled call fails with `error`, the socket is closed. */
   private async shutDown(error: Error, code: number, reason: string): Promise<void> {
     if (this.stateNow === 'closed') return
     clearTimeout(this.reconnectTimer)
-    this.stopKeepAlive()
+    this.keepAlive.stop()
     for (const call of [...this.calls.values()]) {
       const live = call.where !== 'abandoned'
       this.settle(call)

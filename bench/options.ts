@@ -27,6 +27,10 @@ export interface BenchOptions {
   partitions: number
   storage: 'level' | 'mem' | 'cassandra'
   serverArgs: string[]
+  /** The variant's extra `vvm start` flags: rounds alternate between the server as configured and with these. */
+  compareServerArgs: string[]
+  /** Runs of the step, each on a fresh server (A/B pairs with compareServerArgs). */
+  rounds: number
   cpuProf: boolean
   quick: boolean
   out: string | undefined
@@ -64,6 +68,8 @@ const SPECS: readonly Spec[] = [
   { key: 'partitions', flag: 'partitions', kind: 'int', min: 1, max: 1024, help: 'partitions of the server the harness starts' },
   { key: 'storage', flag: 'storage', kind: 'enum', values: ['level', 'mem', 'cassandra'], help: 'storage of the server the harness starts (level: durable, sync on; cassandra: a fresh keyspace on 127.0.0.1:9042 or VVM_CASSANDRA_HOSTS)' },
   { key: 'serverArgs', flag: 'server-arg', kind: 'list', help: 'another `vvm start` flag for the server the harness starts, e.g. --server-arg=--ring-bytes=16777216; repeatable' },
+  { key: 'compareServerArgs', flag: 'compare-server-arg', kind: 'list', help: 'an A/B: rounds alternate between the server as configured (A) and with this `vvm start` flag added (B), each on a fresh server, and the means are compared; repeatable' },
+  { key: 'rounds', flag: 'rounds', kind: 'int', min: 1, max: 50, help: 'runs of the scenario, each on a fresh server (with --compare-server-arg: rounds of A then B)' },
   { key: 'cpuProf', flag: 'cpu-prof', kind: 'flag', help: 'profile the server the harness starts (node --cpu-prof) and list its top frames' },
   { key: 'quick', flag: 'quick', kind: 'flag', help: 'short steps and small sweeps (smoke test; figures are not a report)' },
   { key: 'out', flag: 'out', kind: 'string', help: 'directory for result.json, report.md, report.html and chart.png; default bench-results/<time>-<name>' },
@@ -77,7 +83,7 @@ export function defaultOptions(command: BenchOptions['command'], quick: boolean)
     durationS: quick ? 1 : command === 'standard' ? 5 : 10, warmupS: quick ? 0.5 : command === 'standard' ? 1 : 2,
     workspaces: quick ? 100 : 1000, wsidBase: 1_000_000, payloadBytes: 100,
     ratePerS: undefined, intervalMs: quick ? 250 : 1000, drainS: quick ? 3 : 10,
-    ceiling: true, partitions: 2, storage: 'level', serverArgs: [], cpuProf: false, quick, out: undefined,
+    ceiling: true, partitions: 2, storage: 'level', serverArgs: [], compareServerArgs: [], rounds: 1, cpuProf: false, quick, out: undefined,
   }
 }
 
@@ -124,6 +130,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   if (o.command === 'run' && o.transport === 'http' && o.pipeline > 1 && o.scenario !== 'echo') {
     throw new BenchUsageError(`--pipeline ${o.pipeline} over HTTP: vvm does not support HTTP/1.1 pipelining (docs/http-api.md); use --transport ws for requests in flight per connection, or more --connections`)
   }
+  const repeated = o.rounds > 1 || o.compareServerArgs.length > 0
+  if (repeated && o.command !== 'run') throw new BenchUsageError('--rounds and --compare-server-arg are for one scenario, not the standard report')
+  if (repeated && o.target !== undefined) throw new BenchUsageError('--rounds and --compare-server-arg start a fresh server per round: drop --target')
+  if (repeated && o.scenario === 'echo') throw new BenchUsageError('--rounds and --compare-server-arg compare vvm servers, not the echo ceiling')
+  if (repeated && o.cpuProf) throw new BenchUsageError('--cpu-prof profiles one run: drop --rounds and --compare-server-arg')
   if (o.cpuProf && o.target !== undefined) throw new BenchUsageError('--cpu-prof profiles a server the harness starts: drop --target (or profile your server yourself)')
   return o
 }

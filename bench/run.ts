@@ -16,6 +16,7 @@ import { loadScenario, resolveScenario } from './scenario.js'
 import { attachCeiling, ceilingStep, describeLoad, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
 import { runNotes } from './notes.js'
+import { compareLines, runRounds } from './compare.js'
 
 export function stepFromOptions(o: BenchOptions, label: string): Step {
   return {
@@ -49,25 +50,33 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     runs.push(ceiling)
     progress.line(runLine(ceiling))
   }
-  let target: Target
-  if (o.target !== undefined) {
-    target = Target.external(o.target)
-    durability = 'as configured by the target server (not known to the harness)'
-  } else if (isEcho) {
-    target = await Target.echo()
-    durability = 'none: raw echo server'
-  } else {
-    target = await Target.start({ partitions: o.partitions, storage: o.storage, app: scenario.app ?? 'demo/bank', extraArgs: o.serverArgs, cpuProfDir: profileDir })
+  if (o.rounds > 1 || o.compareServerArgs.length > 0) {
+    const servers: string[] = []
+    const rounds = await runRounds(o, step, scenario.app ?? 'demo/bank', ceiling, progress, servers)
+    runs.push(...rounds.runs)
     durability = durabilityOf(o.storage)
-    notes.push(`server: ${target.server?.commandLine ?? ''}`)
-  }
-  try {
-    let run = await runStep(step, target, progress)
-    if (ceiling !== undefined) run = attachCeiling(run, ceiling)
-    runs.push(run)
-    progress.line(runLine(run))
-  } finally {
-    await target.stop()
+    notes.push(...servers.map((l) => `server ${l}`), ...compareLines(rounds.sides))
+  } else {
+    let target: Target
+    if (o.target !== undefined) {
+      target = Target.external(o.target)
+      durability = 'as configured by the target server (not known to the harness)'
+    } else if (isEcho) {
+      target = await Target.echo()
+      durability = 'none: raw echo server'
+    } else {
+      target = await Target.start({ partitions: o.partitions, storage: o.storage, app: scenario.app ?? 'demo/bank', extraArgs: o.serverArgs, cpuProfDir: profileDir })
+      durability = durabilityOf(o.storage)
+      notes.push(`server: ${target.server?.commandLine ?? ''}`)
+    }
+    try {
+      let run = await runStep(step, target, progress)
+      if (ceiling !== undefined) run = attachCeiling(run, ceiling)
+      runs.push(run)
+      progress.line(runLine(run))
+    } finally {
+      await target.stop()
+    }
   }
   if (profileDir !== undefined) {
     profiles.push({ run: runs.at(-1)!, threads: await summarizeProfiles(profileDir) })

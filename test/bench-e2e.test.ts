@@ -40,6 +40,27 @@ describe('bench: end to end', () => {
     }
   })
 
+  it('alternates fresh servers with and without a flag (--rounds, --compare-server-arg) and compares the means', async () => {
+    const out = await tempDir('vvm-bench-ab-test-')
+    try {
+      const r = await runBench(['deposit', '--storage', 'mem', '--rounds', '2', '--compare-server-arg=--batch-commands-max=4', '--duration-s', '0.5', '--warmup-s', '0.2',
+        '--workspaces', '20', '--connections', '4', '--no-ceiling', '--out', out.path])
+      assert.equal(r.code, 0, r.output)
+      const result = JSON.parse(await readFile(join(out.path, 'result.json'), 'utf8'))
+      assert.equal(result.passed, true)
+      assert.deepEqual(result.runs.map((x: { label: string }) => x.label.replace(/.* · /, '')), ['A round 1', 'B round 1', 'A round 2', 'B round 2'])
+      for (const run of result.runs) assert.ok(run.throughputPerS > 0 && run.serverCores > 0, run.label)
+      const notes: string[] = result.notes
+      assert.ok(notes.some((n) => /^server B: .*--batch-commands-max=4$/.test(n)), notes.join('\n'))
+      assert.ok(notes.some((n) => /^server A: /.test(n) && !n.includes('--batch-commands-max')), notes.join('\n'))
+      assert.ok(notes.some((n) => /^A \(as configured\), 2 rounds, mean \(range\): ok\/s [\d,]+ \(/.test(n)), notes.join('\n'))
+      assert.ok(notes.some((n) => /^B against A, means: ok\/s [+−]\d+\.\d %/.test(n)), notes.join('\n'))
+      assert.match(r.output, /B against A/)
+    } finally {
+      await out.remove()
+    }
+  })
+
   it('runs the quick standard report, with the memory and restart targets measured on real servers', async () => {
     const out = await tempDir('vvm-bench-standard-test-')
     try {

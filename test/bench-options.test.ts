@@ -20,4 +20,17 @@ describe('bench: options', () => {
     assert.throws(() => parseBenchArgs(['deposit', '--connections', '0']), /--connections '0' is invalid/)
     assert.throws(() => parseBenchArgs(['standard', '--target', 'http://127.0.0.1:1']), /drop --target/)
   })
+
+  it('takes rounds and an A/B flag for a scenario on servers it starts, and refuses them elsewhere', () => {
+    const o = parseBenchArgs(['deposit', '--rounds', '4', '--compare-server-arg=--batch-commands-max=8', '--compare-server-arg', '--ring-bytes=1048576'])
+    assert.equal(o.rounds, 4)
+    assert.deepEqual(o.compareServerArgs, ['--batch-commands-max=8', '--ring-bytes=1048576'])
+    assert.deepEqual(parseBenchArgs(['deposit']).compareServerArgs, [])
+    assert.equal(parseBenchArgs(['deposit']).rounds, 1)
+    assert.throws(() => parseBenchArgs(['deposit', '--rounds', '0']), /--rounds '0' is invalid/)
+    assert.throws(() => parseBenchArgs(['deposit', '--rounds', '2', '--target', 'http://127.0.0.1:1']), (e: unknown) => e instanceof BenchUsageError && /drop --target/.test(e.message))
+    assert.throws(() => parseBenchArgs(['echo', '--compare-server-arg=--x=1']), /not the echo ceiling/)
+    assert.throws(() => parseBenchArgs(['standard', '--rounds', '2']), /not the standard report/)
+    assert.throws(() => parseBenchArgs(['deposit', '--rounds', '2', '--cpu-prof']), /--cpu-prof profiles one run/)
+  })
 })

@@ -31,6 +31,8 @@ Examples:
   vvm bench deposit                                    # closed loop, 64 connections
   vvm bench deposit --rate-per-s 5000 --duration-s 20  # open loop latency at 5000/s
   vvm bench point-query --target http://10.0.0.5:8822
+  vvm bench deposit --rate-per-s 3000 --rounds 4 --compare-server-arg=--batch-commands-max=64
+                                                       # A/B of a server flag, fresh servers alternating
   vvm bench standard                                   # the report in docs/benchmarks.md
   vvm bench standard --quick                           # smoke test of the whole pipeline
 

@@ -139,6 +139,35 @@ describe('client SDK against the server', () => {
     await c.close()
     assert.equal(made, 1)
   })
+
+  it('takes messages as Buffers from ws, and as ArrayBuffers from an implementation that only knows those', async () => {
+    const socketOf = (c: VvmClient) => (c as unknown as { socket: { binaryType: string } }).socket
+    const plain = await connect(url, { app: 'demo/bank', wsid: WSID })
+    assert.equal(socketOf(plain).binaryType, 'nodebuffer')
+    await plain.close()
+    // As browsers do: binaryType is 'blob' or 'arraybuffer', another value is ignored.
+    const wsBinaryType = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'binaryType')!
+    class BrowserLike extends WebSocket {
+      constructor(u: string) {
+        super(u)
+        let kind = 'blob'
+        Object.defineProperty(this, 'binaryType', {
+          get: () => kind,
+          set: (v: string) => {
+            if (v !== 'blob' && v !== 'arraybuffer') return
+            kind = v
+            wsBinaryType.set!.call(this, v === 'arraybuffer' ? 'arraybuffer' : 'nodebuffer')
+          },
+        })
+      }
+    }
+    const c = await connect(url, { app: 'demo/bank', wsid: WSID, WebSocket: BrowserLike as never })
+    assert.equal(socketOf(c).binaryType, 'arraybuffer')
+    const id = await createAccount(t.ws(WSID), 'browser', 0)
+    const dep = await c.command<{ balance: number }>('bank.Deposit', { account: id, amount: 3 })
+    assert.equal(dep.result.balance, 3)
+    await c.close()
+  })
 })
 
 /** A scripted server: real frames, replies decided by the test. */

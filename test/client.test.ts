@@ -13,6 +13,7 @@ import {
   FrameType, decodeClientFrame, encodePong, encodeReply, encodeWelcome, packValue, type ClientFrame, type ServerLimits,
 } from '../src/shared/protocol/index.js'
 import { balanceOf, createAccount, startTestServer, type TestServer } from './helpers/server.js'
+import { randomIdempotencyKey } from '../src/client/idempotency-keys.js'
 
 const WSID = 3030
 
@@ -167,6 +168,22 @@ describe('client SDK against the server', () => {
     const dep = await c.command<{ balance: number }>('bank.Deposit', { account: id, amount: 3 })
     assert.equal(dep.result.balance, 3)
     await c.close()
+  })
+})
+
+describe('client SDK idempotency keys', () => {
+  it('are 22 base64url characters of 16 random bytes, all different across many pool refills', () => {
+    const keys = new Set<string>()
+    for (let i = 0; i < 20_000; i++) {
+      const k = randomIdempotencyKey()
+      assert.match(k, /^[A-Za-z0-9_-]{22}$/)
+      assert.equal(Buffer.from(k, 'base64url').length, 16)
+      assert.equal(Buffer.from(k, 'base64url').toString('base64url'), k)
+      keys.add(k)
+    }
+    assert.equal(keys.size, 20_000)
+    // Every character position varies (no byte of the pool is reused or left zero).
+    for (let pos = 0; pos < 21; pos++) assert.ok(new Set([...keys].slice(0, 200).map((k) => k[pos])).size > 20, `position ${pos}`)
   })
 })
 

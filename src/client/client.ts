@@ -20,6 +20,7 @@ import type {
 import { OPEN, closeAndWait, closeQuietly, sendInBurst, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
 import { openConnection } from './handshake.js'
 import { KeepAlive } from './keep-alive.js'
+import { randomIdempotencyKey } from './idempotency-keys.js'
 import { Live, type SubscribeOptions, type SubscribeTarget, type Subscription } from './subscription.js'
 import { ClientSubscriptions } from './subscription-host.js'
 
@@ -528,13 +529,10 @@ export class VvmClient {
   }
 
   private newIdempotencyKey(): string {
-    // 16 random bytes as base64url: 22 printable characters, cut to the server's limit if smaller.
-    const bytes = new Uint8Array(16)
-    globalThis.crypto.getRandomValues(bytes)
-    let s = ''
-    for (const b of bytes) s += String.fromCharCode(b)
-    const key = btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
-    return key.slice(0, this.limitsNow?.idempotencyKeyBytesMax ?? key.length)
+    // 22 printable characters, cut to the server's limit if smaller.
+    const key = randomIdempotencyKey()
+    const max = this.limitsNow?.idempotencyKeyBytesMax
+    return max === undefined || max >= key.length ? key : key.slice(0, max)
   }
 
   private setState(state: ClientState, detail: { closeCode?: number; closeReason?: string; error?: Error }): void {

@@ -12,37 +12,32 @@ import type { ProgressLine } from './report/progress.js'
 import { fmtInt } from './report/progress.js'
 import { fmtMs, serverCpuUsPerOp } from './report/table.js'
 import type { RunResult } from './result.js'
-import { attachCeiling, runStep, Target, type Step } from './session.js'
-import { runLine } from './summary.js'
+import { measureOn, Target, type Step } from './session.js'
 
 export interface Side {
   name: 'A' | 'B'
   /** The `vvm start` flags added to the configured ones (none for A). */
   extraArgs: readonly string[]
+  /** The server's command line, as its first round started it. */
+  commandLine: string
   runs: RunResult[]
 }
 
 /** Runs the rounds; every run is labelled with its side and round, and listed in the order it ran. */
 export async function runRounds(
-  o: BenchOptions, step: Step, app: string, ceiling: RunResult | undefined, progress: ProgressLine, commandLines: string[],
+  o: BenchOptions, step: Step, app: string, ceiling: RunResult | undefined, progress: ProgressLine,
 ): Promise<{ sides: Side[]; runs: RunResult[] }> {
-  const sides: Side[] = [{ name: 'A', extraArgs: [], runs: [] }]
+  const sides: Side[] = [{ name: 'A', extraArgs: [], commandLine: '', runs: [] }]
   const runs: RunResult[] = []
-  if (o.compareServerArgs.length > 0) sides.push({ name: 'B', extraArgs: o.compareServerArgs, runs: [] })
+  if (o.compareServerArgs.length > 0) sides.push({ name: 'B', extraArgs: o.compareServerArgs, commandLine: '', runs: [] })
   for (let round = 1; round <= o.rounds; round++) {
     for (const side of sides) {
       const target = await Target.start({ partitions: o.partitions, storage: o.storage, app, extraArgs: [...o.serverArgs, ...side.extraArgs] })
-      if (round === 1) commandLines.push(`${side.name}: ${target.server?.commandLine ?? ''}`)
-      try {
-        const label = sides.length === 1 ? `${step.label} · round ${round}` : `${step.label} · ${side.name} round ${round}`
-        let run = await runStep({ ...step, label }, target, progress)
-        if (ceiling !== undefined) run = attachCeiling(run, ceiling)
-        side.runs.push(run)
-        runs.push(run)
-        progress.line(runLine(run))
-      } finally {
-        await target.stop()
-      }
+      if (round === 1) side.commandLine = target.server?.commandLine ?? ''
+      const label = sides.length === 1 ? `${step.label} · round ${round}` : `${step.label} · ${side.name} round ${round}`
+      const run = await measureOn({ ...step, label }, target, ceiling, progress)
+      side.runs.push(run)
+      runs.push(run)
     }
   }
   return { sides, runs }

@@ -13,7 +13,7 @@ import { terminalSummary } from './report/table.js'
 import { commit, defaultOutDir, machine, writeReport } from './report/write.js'
 import type { BenchReport, ProfiledRun, RunResult } from './result.js'
 import { loadScenario, resolveScenario } from './scenario.js'
-import { attachCeiling, ceilingStep, describeLoad, runStep, Target, type Step } from './session.js'
+import { ceilingStep, describeLoad, measureOn, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
 import { runNotes } from './notes.js'
 import { compareLines, runRounds } from './compare.js'
@@ -51,11 +51,10 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     progress.line(runLine(ceiling))
   }
   if (o.rounds > 1 || o.compareServerArgs.length > 0) {
-    const servers: string[] = []
-    const rounds = await runRounds(o, step, scenario.app ?? 'demo/bank', ceiling, progress, servers)
+    const rounds = await runRounds(o, step, scenario.app ?? 'demo/bank', ceiling, progress)
     runs.push(...rounds.runs)
     durability = durabilityOf(o.storage)
-    notes.push(...servers.map((l) => `server ${l}`), ...compareLines(rounds.sides))
+    notes.push(...rounds.sides.map((s) => `server ${s.name}: ${s.commandLine}`), ...compareLines(rounds.sides))
   } else {
     let target: Target
     if (o.target !== undefined) {
@@ -69,14 +68,7 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
       durability = durabilityOf(o.storage)
       notes.push(`server: ${target.server?.commandLine ?? ''}`)
     }
-    try {
-      let run = await runStep(step, target, progress)
-      if (ceiling !== undefined) run = attachCeiling(run, ceiling)
-      runs.push(run)
-      progress.line(runLine(run))
-    } finally {
-      await target.stop()
-    }
+    runs.push(await measureOn(step, target, ceiling, progress))
   }
   if (profileDir !== undefined) {
     profiles.push({ run: runs.at(-1)!, threads: await summarizeProfiles(profileDir) })

@@ -3,6 +3,7 @@
 // workspace count), and `runStep`, which runs one measured load and returns its RunResult.
 
 import { fmtInt, type ProgressLine } from './report/progress.js'
+import { runLine } from './summary.js'
 import type { RunResult } from './result.js'
 import { loadScenario, resolveScenario } from './scenario.js'
 import { runLoad, type LoadPlan } from './load/driver.js'
@@ -101,6 +102,21 @@ export async function runStep(step: Step, target: Target, progress: ProgressLine
   const result = await runLoad(plan, (p) => progress.load(p))
   progress.clear()
   return result
+}
+
+/**
+ * One measured run of `step` on `target`, divided by its ceiling when there is one, its line
+ * printed; the target is stopped afterwards whatever happens.
+ */
+export async function measureOn(step: Step, target: Target, ceiling: RunResult | undefined, progress: ProgressLine): Promise<RunResult> {
+  try {
+    let run = await runStep(step, target, progress)
+    if (ceiling !== undefined) run = attachCeiling(run, ceiling)
+    progress.line(runLine(run))
+    return run
+  } finally {
+    await target.stop()
+  }
 }
 
 /** The same load against the ceiling server: the echo scenario with the step's own settings. */

@@ -130,6 +130,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
         actualizerRetryMaxMs: config.actualizerRetryMaxMs,
         idempotencyTtlSeconds: config.idempotencyRetentionS,
         batchCommandsMax: config.batchCommandsMax,
+        spinUs: config.partitionSpinUs,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
         recordsCachedMax: config.recordsCachedMax,
         subscriptions: {
@@ -248,6 +249,8 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_execute_seconds_total', 'time executing batches (every stage before the commit)', per((s) => s.executeMsTotal / 1000), 'counter')
   m.registry.gauge('vvm_partition_commit_wait_seconds_total', 'time the partition worker had nothing to do but wait for the commit under way', per((s) => s.commitWaitMsTotal / 1000), 'counter')
   m.registry.gauge('vvm_partition_commands_joined_total', 'commands that arrived during a commit and joined the next batch before its commit', per((s) => s.joined), 'counter')
+  m.registry.gauge('vvm_partition_idle_spins_caught_total', 'idle spins (--partition-spin-us) that caught a request before the worker would have slept', per((s) => s.spinsCaught), 'counter')
+  m.registry.gauge('vvm_partition_idle_spins_missed_total', 'idle spins (--partition-spin-us) that ended without a request; the worker slept after them', per((s) => s.spinsMissed), 'counter')
   m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
   m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
   m.registry.gauge('vvm_engine_pool_instances', 'pre-instantiated WASM engines in the partition worker\'s pools', per((s) => s.engineInstances))

@@ -37,7 +37,10 @@ export const Stat = {
   COMMIT_WAIT_MS_TOTAL: 78,
   /** Commands that arrived during a commit and joined the next batch before its commit. */
   JOINED: 79,
-  SLOTS: 80,
+  /** Idle spins (option spinUs) that caught a request, and those that ended without one. */
+  SPINS_CAUGHT: 80,
+  SPINS_MISSED: 81,
+  SLOTS: 82,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */
@@ -59,6 +62,8 @@ export interface PartitionOptions {
   actualizerRetryMaxMs: number
   idempotencyTtlSeconds: number
   batchCommandsMax: number
+  /** After a batch, how long the worker polls its request ring before it sleeps (0: never). */
+  spinUs: number
   wsHeadsCachedMax: number
   recordsCachedMax: number
   subscriptions: {

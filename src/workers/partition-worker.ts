@@ -11,6 +11,7 @@ import { PartitionDeployment } from './actualizer/deployment.js'
 import { VvmError } from '../shared/errors.js'
 import { renderError } from '../shared/reply.js'
 import { RingConsumer, RingProducer } from '../shared/ring/spsc-ring.js'
+import { IdleSpin } from './idle-spin.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { CommandProcessor, type BatchStats, type ExecutedBatch } from './command/processor.js'
@@ -155,6 +156,8 @@ async function main(): Promise<void> {
   // The commit is pipelined: batch N+1 executes while batch N is being written, and is
   // committed (and answered) only after N. At most one commit is under way.
   let inflight: InFlight | undefined
+  let justWorked = false
+  const spin = new IdleSpin(data.options.spinUs)
   /** Nothing to do but wait: no request, job, subscription change or ended group. */
   const idle = (): boolean => !requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0
   // A commit started while idle is written inline, on this thread (where the storage can):
@@ -178,9 +181,21 @@ async function main(): Promise<void> {
       // Subscription groups past their grace go while the partition is idle too.
       subs.dropIdle(Date.now())
       publishSubStats()
+      // Right after a batch, the next request often follows within a round trip: polling for
+      // it a little while saves the thread wake-up that sleeping would cost (option spinUs).
+      if (justWorked && spin.shouldSpin()) {
+        justWorked = false
+        const caught = spin.spin(requests)
+        stats[caught ? Stat.SPINS_CAUGHT : Stat.SPINS_MISSED] += 1
+        if (caught) continue
+      }
+      const asleep = justWorked ? performance.now() : -1
+      justWorked = false
       await requests.waitForData(IDLE_WAIT_MS)
+      if (asleep >= 0) spin.slept(performance.now() - asleep, requests.hasData())
       continue
     }
+    justWorked = true
     batch = []
     batchBytes = 0
     requests.drain(onFrame, data.options.batchCommandsMax, BATCH_BYTES_MAX)

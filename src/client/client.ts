@@ -3,21 +3,20 @@
 // (reads, and writes with an idempotency key, which the SDK adds by default) are sent again
 // after a lost connection or a 503, so a retried command is never applied twice.
 //
-// Bounds: at most the server's `inflightMax` calls are on the wire; up to `pendingMax` more wait
-// here (more are refused at once with code BUSY); each call is sent at most `retriesMax + 1` times.
-//
-// The options and result shapes are in options.ts; the subscriptions of the connection in
-// subscription-host.ts (and each subscription in subscription.ts).
+// The options and result shapes are in options.ts; the calls under way (and their bounds) in
+// call-table.ts; the subscriptions of the connection in subscription-host.ts (and each
+// subscription in subscription.ts).
 
 import {
   CloseCode, FrameType, OP_RULES, REQUEST_ID_MAX, WIRE_OP_NAMES, WireOp,
   encodeAuth, encodePing, encodeRequest, type ServerFrame, type ServerLimits, type WireParams,
 } from '../shared/protocol/index.js'
-import { ConnectionError, ReplyError, TimeoutError, VvmClientError } from './errors.js'
+import { ConnectionError, ReplyError, TimeoutError } from './errors.js'
 import type {
   CallOptions, ClientState, CommandOptions, CommandResult, ConnectOptions, RawRequest, ReadOptions, ReadResult, ReconnectOptions, Row, WriteOptions,
 } from './options.js'
-import { OPEN, closeAndWait, closeQuietly, sendInBurst, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { closeAndWait, closeQuietly, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { CallTable } from './call-table.js'
 import { openConnection } from './handshake.js'
 import { KeepAlive } from './keep-alive.js'
 import { randomIdempotencyKey } from './idempotency-keys.js'
@@ -26,8 +25,6 @@ import { ClientSubscriptions } from './subscription-host.js'
 
 const DEFAULT_TIMEOUT_MS = 30_000
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
-const DEFAULT_RETRIES_MAX = 10
-const DEFAULT_PENDING_MAX = 100_000
 const DEFAULT_RECONNECT = { delayMinMs: 100, delayMaxMs: 5_000, attemptsMax: Infinity }
 /** Closes after which connecting again cannot help. */
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
@@ -35,24 +32,6 @@ const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
 ])
 
 type Timer = ReturnType<typeof setTimeout>
-
-interface Call {
-  reqId: number
-  frame: Uint8Array
-  label: string
-  write: boolean
-  /** Reads, and writes with an idempotency key: sending again cannot apply anything twice. */
-  retrySafe: boolean
-  attempts: number
-  /** abandoned: timed out while on the wire; its id stays reserved until its reply or the connection's end. */
-  where: 'waiting' | 'sent' | 'retrying' | 'abandoned' | 'done'
-  timer: Timer | undefined
-  retryTimer: Timer | undefined
-  resolve: (v: unknown) => void
-  reject: (e: Error) => void
-  /** Runs with a successful reply's body before anything else is handled (SUBSCRIBE registers its id). */
-  onOk?: (body: unknown) => void
-}
 
 interface PingWaiter {
   startedMs: number
@@ -66,12 +45,8 @@ export class VvmClient {
   private socket: WebSocketLike | undefined
   private limitsNow: ServerLimits | undefined
   private versionNow = 0
-  /** Every call not yet settled, by request id (also the abandoned ones still on the wire). */
-  private readonly calls = new Map<number, Call>()
-  private waiting = new Set<Call>()
-  /** Calls on the current connection, in the order they were sent. */
-  private readonly sent = new Set<Call>()
-  private nextReqId = 1
+  /** The calls under way: sent on this.socket when open (or closing), failed or sent again when it closes. */
+  private readonly calls: CallTable
   private readonly pings = new Map<number, PingWaiter>()
   private nextPingId = 1
   private reconnectAttempt = 0
@@ -93,7 +68,6 @@ export class VvmClient {
     },
   })
   private closed: Promise<void> | undefined
-  private drained: (() => void) | undefined
   private readonly reconnect: Required<ReconnectOptions> | undefined
   /** Set by authenticate(): the token for this and later connections. */
   private tokenNow: string | null | undefined
@@ -103,6 +77,12 @@ export class VvmClient {
   /** Use `connect()`. */
   constructor(readonly url: string, private readonly o: ConnectOptions, private readonly WS: WebSocketConstructor) {
     this.reconnect = o.reconnect === false ? undefined : { ...DEFAULT_RECONNECT, ...(typeof o.reconnect === 'object' ? o.reconnect : {}) }
+    this.calls = new CallTable(o, {
+      socket: () => this.socket !== undefined && (this.stateNow === 'open' || this.stateNow === 'closing') ? this.socket : undefined,
+      limits: () => this.limitsNow,
+      sent: () => { this.keepAlive.lastSentMs = Date.now() },
+      backoffMs: (attempt) => this.backoffMs(attempt),
+    })
   }
 
   get state(): ClientState { return this.stateNow }
@@ -180,39 +160,13 @@ export class VvmClient {
     return this.enqueue(`${WIRE_OP_NAMES[r.op]} ${r.qname}`, rule.write, build, r.timeoutMs, !rule.write || key !== null)
   }
 
-  /** A call: an id, its frame (built once, sent again as is), a timeout; sent when the window allows. */
+  /** A call through the call table, while the client is not closing. */
   private enqueue(
     label: string, write: boolean, build: (reqId: number) => Uint8Array, timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS, retrySafe = true,
     onOk?: (body: unknown) => void,
   ): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      if (this.stateNow === 'closing' || this.stateNow === 'closed') {
-        reject(new ConnectionError('CONNECTION_CLOSED', 'the client is closed'))
-        return
-      }
-      if (this.waiting.size >= (this.o.pendingMax ?? DEFAULT_PENDING_MAX)) {
-        reject(new VvmClientError('BUSY', 503, `${this.waiting.size} calls already wait to be sent (pendingMax)`))
-        return
-      }
-      const reqId = this.allocateReqId()
-      let frame: Uint8Array
-      try {
-        frame = build(reqId)
-      } catch (err) {
-        reject(new TypeError(`${label}: the request cannot be encoded: ${(err as Error).message}`))
-        return
-      }
-      const call: Call = { reqId, frame, label, write, retrySafe, attempts: 0, where: 'waiting', timer: undefined, retryTimer: undefined, resolve, reject, onOk }
-      const tooBig = this.tooBig(call)
-      if (tooBig !== undefined) {
-        reject(tooBig)
-        return
-      }
-      call.timer = setTimeout(() => this.onTimeout(call, timeoutMs), timeoutMs)
-      this.calls.set(reqId, call)
-      this.waiting.add(call)
-      this.pump()
-    })
+    if (this.stateNow === 'closing' || this.stateNow === 'closed') return Promise.reject(new ConnectionError('CONNECTION_CLOSED', 'the client is closed'))
+    return this.calls.add(label, write, build, timeoutMs, retrySafe, onOk)
   }
 
   /**
@@ -255,15 +209,7 @@ export class VvmClient {
     this.closed = (async () => {
       if (this.stateNow !== 'closed') {
         this.setState('closing', {})
-        if (this.liveCalls() > 0) {
-          let timer: Timer | undefined
-          await new Promise<void>((resolve) => {
-            this.drained = resolve
-            timer = setTimeout(resolve, opts.drainTimeoutMs ?? 5_000)
-          })
-          clearTimeout(timer)
-          this.drained = undefined
-        }
+        if (this.calls.liveCalls() > 0) await this.calls.drained(opts.drainTimeoutMs ?? 5_000)
       }
       await this.shutDown(new ConnectionError('CONNECTION_CLOSED', 'the client was closed'), CloseCode.NORMAL, 'client closing')
     })()
@@ -305,7 +251,7 @@ export class VvmClient {
     if (this.stateNow !== 'closing') this.setState('open', {})
     this.keepAlive.start(this.o.keepAliveMs, limits.idleTimeoutS ?? 0)
     this.subscriptions.resume()
-    this.pump()
+    this.calls.pump()
   }
 
   private onFrame(f: ServerFrame): void {
@@ -313,7 +259,7 @@ export class VvmClient {
     switch (f.type) {
       case FrameType.REPLY:
         if (f.reqId === 0) this.o.onError?.(new ReplyError(f.status, f.body, f.retryAfterS))
-        else this.onReply(f.reqId, f.status, f.retryAfterS, f.body)
+        else this.calls.onReply(f.reqId, f.status, f.retryAfterS, f.body)
         return
       case FrameType.PONG: {
         const w = this.pings.get(f.pingId)
@@ -334,56 +280,6 @@ export class VvmClient {
     }
   }
 
-  private onReply(reqId: number, status: number, retryAfterS: number, body: unknown): void {
-    const call = this.calls.get(reqId)
-    if (call === undefined || (call.where !== 'sent' && call.where !== 'abandoned')) return
-    this.sent.delete(call)
-    if (call.where === 'abandoned') {
-      this.calls.delete(reqId)
-    } else if (status < 300) {
-      this.settle(call)
-      call.onOk?.(body)
-      call.resolve(body)
-    } else if (status === 503 && call.retrySafe && call.attempts < (this.o.retriesMax ?? DEFAULT_RETRIES_MAX)) {
-      // Busy or shutting down: the server asks to come back later; the key makes it safe.
-      call.attempts++
-      call.where = 'retrying'
-      const delayMs = Math.max(retryAfterS * 1000, this.backoffMs(call.attempts - 1)) * (1 + Math.random() / 2)
-      call.retryTimer = setTimeout(() => {
-        call.retryTimer = undefined
-        call.where = 'waiting'
-        this.waiting.add(call)
-        this.pump()
-      }, delayMs)
-    } else {
-      this.settle(call)
-      call.reject(new ReplyError(status, body, retryAfterS))
-    }
-    this.pump()
-  }
-
-  /** Sends waiting calls while the server's in-flight bound allows. */
-  private pump(): void {
-    const socket = this.socket
-    const limits = this.limitsNow
-    if (socket === undefined || limits === undefined || socket.readyState !== OPEN) return
-    if (this.stateNow !== 'open' && this.stateNow !== 'closing') return
-    for (const call of this.waiting) {
-      if (this.sent.size >= limits.inflightMax) break
-      this.waiting.delete(call)
-      const tooBig = this.tooBig(call)
-      if (tooBig !== undefined) {
-        this.settle(call)
-        call.reject(tooBig)
-        continue
-      }
-      call.where = 'sent'
-      this.sent.add(call)
-      sendInBurst(socket, call.frame)
-      this.keepAlive.lastSentMs = Date.now()
-    }
-  }
-
   private onSocketClosed(socket: WebSocketLike, code: number, reason: string): void {
     if (socket !== this.socket) return
     this.socket = undefined
@@ -394,26 +290,7 @@ export class VvmClient {
       w.reject(new ConnectionError('CONNECTION_LOST', `the connection closed (${code}) before PONG`, code, reason))
       this.pings.delete(id)
     }
-    const again: Call[] = []
-    for (const call of this.sent) {
-      if (call.where === 'abandoned') {
-        this.calls.delete(call.reqId)
-      } else if (call.retrySafe && call.attempts < (this.o.retriesMax ?? DEFAULT_RETRIES_MAX)) {
-        call.attempts++
-        call.where = 'waiting'
-        again.push(call)
-      } else {
-        this.settle(call)
-        call.reject(new ConnectionError(
-          'CONNECTION_LOST',
-          `${call.label}: the connection closed (${code}${reason ? ': ' + reason : ''}) while it was in flight${call.write ? '; it may or may not have been applied' : ''}`,
-          code, reason,
-        ))
-      }
-    }
-    this.sent.clear()
-    // Calls that were on the wire go first, in their order.
-    this.waiting = new Set([...again, ...this.waiting])
+    this.calls.connectionLost(code, reason)
     if (this.stateNow === 'closed') return
     if (this.isFatal(code) || this.reconnect === undefined) {
       void this.shutDown(new ConnectionError('CONNECTION_CLOSED', `the server closed the connection (${code}${reason ? ': ' + reason : ''})`, code, reason), code, reason)
@@ -453,13 +330,7 @@ export class VvmClient {
     if (this.stateNow === 'closed') return
     clearTimeout(this.reconnectTimer)
     this.keepAlive.stop()
-    for (const call of [...this.calls.values()]) {
-      const live = call.where !== 'abandoned'
-      this.settle(call)
-      if (live) call.reject(error)
-    }
-    this.waiting.clear()
-    this.sent.clear()
+    this.calls.failAll(error)
     for (const w of this.pings.values()) {
       clearTimeout(w.timer)
       w.reject(error)
@@ -474,58 +345,10 @@ export class VvmClient {
 
   // ---- helpers ----------------------------------------------------------------------------
 
-  private onTimeout(call: Call, timeoutMs: number): void {
-    call.timer = undefined
-    const err = new TimeoutError(`${call.label}: no reply within ${timeoutMs} ms${call.write ? '; it may have been applied: send it again with the same idempotency key' : ''}`)
-    if (call.where === 'sent') {
-      call.where = 'abandoned'
-    } else {
-      this.waiting.delete(call)
-      this.settle(call)
-    }
-    call.reject(err)
-    this.checkDrained()
-  }
-
-  /** The call gets no further attention: timers off, id free. */
-  private settle(call: Call): void {
-    clearTimeout(call.timer)
-    clearTimeout(call.retryTimer)
-    call.timer = undefined
-    call.retryTimer = undefined
-    call.where = 'done'
-    this.calls.delete(call.reqId)
-    this.checkDrained()
-  }
-
-  private liveCalls(): number {
-    let n = 0
-    for (const c of this.calls.values()) if (c.where !== 'abandoned') n++
-    return n
-  }
-
-  private checkDrained(): void {
-    if (this.drained !== undefined && this.liveCalls() === 0) this.drained()
-  }
-
   /** A close after which connecting again cannot help; 4401 can, when the token is asked for anew. */
   private isFatal(code: number): boolean {
     if (code === CloseCode.UNAUTHORIZED && typeof this.o.token === 'function' && this.tokenNow === undefined) return false
     return FATAL_CLOSE_CODES.has(code)
-  }
-
-  private tooBig(call: Call): VvmClientError | undefined {
-    const max = this.limitsNow?.frameBytesMax
-    if (max === undefined || call.frame.byteLength <= max) return undefined
-    return new VvmClientError('TOO_LARGE', 413, `${call.label}: the request frame of ${call.frame.byteLength} bytes exceeds the server's frameBytesMax ${max}`)
-  }
-
-  private allocateReqId(): number {
-    for (;;) {
-      const id = this.nextReqId
-      this.nextReqId = id >= REQUEST_ID_MAX ? 1 : id + 1
-      if (!this.calls.has(id)) return id
-    }
   }
 
   private newIdempotencyKey(): string {

@@ -13,7 +13,9 @@ import { AsyncActualizer, Wakeup, type ActualizerOptions, type CommittedEvent } 
 /**
  * Why 4,096: the committed events kept in memory for the actualizers, so that one that keeps up
  * never reads its events back from storage; about 4 batches of the default size. An actualizer
- * further behind reads the PLog.
+ * further behind reads the PLog. At least this many are kept, at most twice as many: the list is
+ * cut back once it holds twice as many, not after every commit (a copy of 4,096 references per
+ * batch was young-generation garbage in proportion to the batch rate).
  */
 export const RECENT_EVENTS_MAX = 4096
 
@@ -76,7 +78,7 @@ export class PartitionDeployment {
     if (plogOffset <= this.committed) return
     if (events.length === plogOffset - this.committed && events[0]?.plogOffset === this.committed + 1) {
       for (const e of events) this.recent.push(e)
-      if (this.recent.length > RECENT_EVENTS_MAX) this.recent = this.recent.slice(-RECENT_EVENTS_MAX)
+      if (this.recent.length > 2 * RECENT_EVENTS_MAX) this.recent = this.recent.slice(-RECENT_EVENTS_MAX)
     } else {
       this.recent = []
     }

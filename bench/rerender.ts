@@ -1,10 +1,12 @@
 // `vvm bench report <result.json> [--out dir]`: the report files again from a result file —
 // after the renderers changed, or from a CI artifact. The figures are not touched.
 
-import { readFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { cp, readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { latencyChart } from './report/charts.js'
 import { writeReport } from './report/write.js'
+import { PROFILES_DIR } from './profile.js'
 import type { BenchReport } from './result.js'
 import { BenchUsageError } from './scenario.js'
 
@@ -30,6 +32,9 @@ export async function reportCommand(argv: readonly string[]): Promise<number> {
     ? latencyChart(rep.runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${rep.commit})`, P99_TARGET_MS)
     : latencyChart(rep.runs, `${rep.runs.at(-1)?.scenario ?? 'run'}: latency by percentile`)
   const files = await writeReport(rep, main, out)
+  // The reports link the kept profiles and flame graphs by relative path: they go along.
+  const profiles = join(dirname(file), PROFILES_DIR)
+  if (resolve(out) !== resolve(dirname(file)) && existsSync(profiles)) await cp(profiles, join(out, PROFILES_DIR), { recursive: true })
   process.stdout.write(`report: ${files.html}\nmarkdown: ${files.md}\nchart:  ${files.png}\n`)
   return 0
 }

@@ -151,12 +151,15 @@ export interface ProfileFrame {
 }
 
 export interface ThreadProfile {
-  /** `main` or `worker <n>`, from the profile file name. */
+  /** E.g. `main thread (uWS, dispatch)`, `partition worker (thread 1)`: from the profile's file name and the code it ran. */
   thread: string
   samplesCount: number
   /** Share of samples waiting (event loop idle, or blocked in Atomics.wait) rather than working. */
   waitingPct: number
   top: ProfileFrame[]
+  /** The thread's flame graph and its V8 profile, relative to the output directory (absent in older files). */
+  flameSvg?: string | undefined
+  cpuProfile?: string | undefined
 }
 
 /** A CPU profile (node --cpu-prof) of the server during one run. */

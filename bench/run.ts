@@ -32,6 +32,8 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
   const progress = new ProgressLine()
   const scenario = await loadScenario(resolveScenario(o.scenario))
   const isEcho = scenario.name === 'echo'
+  // Known before the runs: a profiled server's flame graphs are written there.
+  const out = o.out ?? defaultOutDir(scenario.name)
   const step = stepFromOptions(o, `${scenario.name} (${describeLoad({ ...o, mode: o.ratePerS === undefined ? 'closed' : 'open', ratePerS: o.ratePerS ?? 0 })})`)
   const runs: RunResult[] = []
   const notes: string[] = []
@@ -71,7 +73,7 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     runs.push(await measureOn(step, target, ceiling, progress))
   }
   if (profileDir !== undefined) {
-    profiles.push({ run: runs.at(-1)!, threads: await summarizeProfiles(profileDir) })
+    profiles.push({ run: runs.at(-1)!, threads: await summarizeProfiles(profileDir, { outDir: out, prefix: scenario.name }) })
     await rm(profileDir, { recursive: true, force: true })
   }
   notes.push(...runNotes(runs))
@@ -80,9 +82,8 @@ export async function runCommand(o: BenchOptions, commandLine: string): Promise<
     kind: 'run', createdAt: new Date().toISOString(), commit: commit(), machine: machine(), commandLine, durability,
     runs, sweeps: [], targets: [], profiles, notes, passed: runs.every((r) => r.passed),
   }
-  const out = o.out ?? defaultOutDir(scenario.name)
   const files = await writeReport(report, latencyChart(runs, `${scenario.name}: latency by percentile`), out)
-  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
+  process.stdout.write(`\n${terminalSummary(report, out)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
   if (!report.passed) process.stdout.write('\nFAILED: some replies were wrong or missing (errors above); these figures are not valid.\n')
   return report.passed ? 0 : 1
 }

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { durabilityOf, type BenchOptions } from './options.js'
-import { summarizeProfiles } from './profile.js'
+import { summarizeProfiles, type KeepProfiles } from './profile.js'
 import { latencyChart } from './report/charts.js'
 import { fmtInt, ProgressLine } from './report/progress.js'
 import { fmtMs, fmtRatio, terminalSummary } from './report/table.js'
@@ -60,6 +60,8 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
   const notes: string[] = []
   const done = (r: RunResult): RunResult => { progress.line(runLine(r)); return r }
   const engineOptions = { partitions: o.partitions, storage: o.storage, app: 'demo/bank', extraArgs: o.serverArgs }
+  // Known before the runs: the profiled runs write their flame graphs there.
+  const out = o.out ?? defaultOutDir('standard')
 
   // 0. Is the machine quiet? Other work shows in every figure; each run also measures it.
   const busyCores = await machineBusyCores(QUIET_CHECK_MS)
@@ -137,7 +139,10 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
     { ...http64, scenario: 'deposit', label: 'profiled: deposit, HTTP v1, 64 connections' },
     { ...http64, connections: 1, scenario: 'deposit', label: 'profiled: deposit, one at a time' },
     { ...http64, api: 'v2' as const, scenario: 'point-query', label: 'profiled: point query, 64 connections' },
-  ]) profiles.push(await profileRun(step, engineOptions, progress))
+  ]) {
+    const prefix = `profile-${profiles.length + 1}-${step.scenario}-${step.transport}-${step.api}`
+    profiles.push(await profileRun(step, engineOptions, progress, { outDir: out, prefix }))
+  }
 
   // 7. Memory: a fresh server's RSS idle, then with 1k, 10k and 100k idle binary-protocol connections (a fresh server each).
   const idleConnectionsSweep: IdleConnectionsResult[] = []
@@ -173,10 +178,9 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
     durability: durabilityOf(o.storage),
     runs, sweeps, targets, profiles, idleConnections, idleConnectionsSweep, restart, syncPut, notes, passed,
   }
-  const out = o.out ?? defaultOutDir('standard')
   const main = latencyChart(runs.filter((r) => r.mode === 'open'), `deposit at half the maximum rate: latency by percentile (${report.commit})`, P99_TARGET_US / 1000)
   const files = await writeReport(report, main, out)
-  process.stdout.write(`\n${terminalSummary(report)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
+  process.stdout.write(`\n${terminalSummary(report, out)}\n\nresult: ${files.json}\nreport: ${files.html} (and ${files.md})\nchart:  ${files.png}\n`)
   if (!passed) process.stdout.write('\nFAILED: some replies were wrong or missing, or a resource step failed (errors and notes above); these figures are not valid.\n')
   return passed ? 0 : 1
 }
@@ -231,8 +235,8 @@ async function freshServerSweep(
   return sweep
 }
 
-/** One run on a fresh server started with --cpu-prof; the profile is read once the server exited. */
-async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0], progress: ProgressLine): Promise<ProfiledRun> {
+/** One run on a fresh server started with --cpu-prof; the profile is read (and kept, with its flame graphs) once the server exited. */
+async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0], progress: ProgressLine, keep: KeepProfiles): Promise<ProfiledRun> {
   const dir = await mkdtemp(join(tmpdir(), 'vvm-bench-prof-'))
   try {
     const server = await Target.start({ ...engine, cpuProfDir: dir })
@@ -243,7 +247,7 @@ async function profileRun(step: Step, engine: Parameters<typeof Target.start>[0]
     } finally {
       await server.stop()
     }
-    return { run, threads: await summarizeProfiles(dir) }
+    return { run, threads: await summarizeProfiles(dir, keep) }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }

@@ -80,7 +80,8 @@ export function renderHtml(rep: BenchReport, mainChart: ChartSpec): string {
       s.push(`<h3>${esc(p.run.label)} — ${fmtInt(p.run.throughputPerS)}/s, server ${p.run.serverCores ?? '–'} cores</h3>`)
       if (p.run.serverThreads.length > 0) s.push(table(['thread', 'cores'], p.run.serverThreads.map((t) => [t.main ? `${t.tid} (main)` : String(t.tid), t.cores.toFixed(2)])))
       for (const t of p.threads) {
-        s.push(`<p><b>${esc(t.thread)}</b> — ${fmtInt(t.samplesCount)} samples, ${t.waitingPct.toFixed(0)} % waiting</p>`)
+        const links = t.flameSvg !== undefined && t.cpuProfile !== undefined ? ` · <a href="${esc(t.flameSvg)}">flame graph</a> · <a href="${esc(t.cpuProfile)}">profile</a>` : ''
+        s.push(`<p><b>${esc(t.thread)}</b> — ${fmtInt(t.samplesCount)} samples, ${t.waitingPct.toFixed(0)} % waiting${links}</p>`)
         s.push(table(['self %', 'function', 'where'], t.top.map((f) => [f.selfPct.toFixed(1), f.fn, f.where])))
       }
     }

@@ -1,5 +1,6 @@
 // The report as Markdown (report.md), for pasting into docs/benchmarks.md or a pull request.
 
+import { WAITING_FRAMES } from '../cpu-profile.js'
 import type { BenchReport } from '../result.js'
 import { fmtInt } from './progress.js'
 import { resourceSections } from './resources.js'
@@ -37,7 +38,10 @@ export function renderMarkdown(rep: BenchReport): string {
     out.push('')
     out.push(`**Profile: ${p.run.label}** (${fmtInt(p.run.throughputPerS)}/s; server ${p.run.serverCores ?? '–'} cores; busiest threads: ${p.run.serverThreads.slice(0, 6).map((t) => `${t.main ? 'main ' : ''}${t.cores.toFixed(2)}`).join(', ')})`)
     out.push('')
-    for (const t of p.threads) out.push(`- ${t.thread}, ${t.waitingPct.toFixed(0)} % waiting: ${t.top.filter((f) => f.fn !== '(idle)' && f.fn !== 'atomicsWaitLoop').slice(0, 6).map((f) => `\`${f.fn}\` ${f.selfPct.toFixed(1)} %${f.where === '' ? '' : ` (${f.where})`}`).join(', ')}`)
+    for (const t of p.threads) {
+      out.push(`- ${t.thread}, ${t.waitingPct.toFixed(0)} % waiting: ${t.top.filter((f) => !WAITING_FRAMES.has(f.fn)).slice(0, 6).map((f) => `\`${f.fn}\` ${f.selfPct.toFixed(1)} %${f.where === '' ? '' : ` (${f.where})`}`).join(', ')}`)
+      if (t.flameSvg !== undefined && t.cpuProfile !== undefined) out.push(`  — [flame graph](${t.flameSvg}) · [profile](${t.cpuProfile})`)
+    }
   }
   if (rep.notes.length > 0) {
     out.push('')

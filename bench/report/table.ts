@@ -1,5 +1,6 @@
 // Text tables for the terminal and for docs/benchmarks.md (Markdown).
 
+import { dirname, join } from 'node:path'
 import type { BenchReport, RunResult } from '../result.js'
 import { fmtInt } from './progress.js'
 import { resourceSections } from './resources.js'
@@ -57,8 +58,8 @@ export function markdownTable(header: string[], rows: string[][]): string {
   return [`| ${header.map(esc).join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n')
 }
 
-/** The summary printed at the end of every invocation. */
-export function terminalSummary(rep: BenchReport): string {
+/** The summary printed at the end of every invocation; `outDir` is where its files went. */
+export function terminalSummary(rep: BenchReport, outDir = ''): string {
   const out: string[] = []
   out.push(`commit ${rep.commit} · ${rep.machine.nproc} × ${rep.machine.cpuModel} · node ${rep.machine.node} · load average ${rep.machine.loadAverage.join(' / ')} · ${rep.durability}`)
   out.push('latency in ms; in parentheses: closed-loop latency, not a latency figure (throughput only)')
@@ -89,6 +90,8 @@ export function terminalSummary(rep: BenchReport): string {
     for (const t of p.threads.slice(0, 4)) {
       out.push(`  ${t.thread}, ${t.waitingPct.toFixed(0)} % waiting: ${t.top.slice(0, 6).map((f) => `${f.fn} ${f.selfPct.toFixed(1)} %`).join(' · ')}`)
     }
+    const kept = p.threads.filter((t) => t.flameSvg !== undefined)
+    if (kept.length > 0) out.push(`  flame graphs (.svg) and V8 profiles (.cpuprofile) of its ${kept.length} threads: ${join(outDir, dirname(kept[0]!.flameSvg!))}/`)
   }
   for (const n of rep.notes) out.push(`note: ${n}`)
   return out.join('\n')

@@ -33,11 +33,19 @@ export class CommandTx implements CommandState, ProjectorState {
   ) {}
 
   async loadWorkspace(): Promise<StoredWsHead> {
-    if (this.head === undefined) {
+    if (!this.workspaceLoaded()) {
       const h = this.batch.wsHeadOf(this.wsid) ?? (await this.part.wsHead(this.wsid))
       this.head = { ...h }
     }
-    return this.head
+    return this.head!
+  }
+
+  /** Loads the workspace head if no storage read is needed (staged in the batch, or cached); true when loaded. */
+  workspaceLoaded(): boolean {
+    if (this.head !== undefined) return true
+    const h = this.batch.wsHeadOf(this.wsid) ?? this.part.cachedWsHead(this.wsid)
+    if (h !== undefined) this.head = { ...h }
+    return h !== undefined
   }
 
   /** The workspace head as this command leaves it; staged on success. */

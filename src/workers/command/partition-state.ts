@@ -101,6 +101,11 @@ export class PartitionState {
     return head
   }
 
+  /** The committed head if it is cached, without I/O. */
+  cachedWsHead(wsid: number): StoredWsHead | undefined {
+    return this.wsHeads.get(wsid)
+  }
+
   async record(wsid: number, id: number): Promise<StoredRecord | undefined> {
     const key = recordKey(wsid, id)
     const cached = this.records.get(key)

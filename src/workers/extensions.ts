@@ -12,20 +12,31 @@ import { VvmError } from '../shared/errors.js'
 
 export type ProcessorKind = 'command' | 'query' | 'projector'
 
+export type MaybePromise<T> = T | Promise<T>
+
+/** Whether an extension handed back a promise (or any thenable) to await. */
+export function isPromiseLike<T>(v: MaybePromise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null | undefined)?.then === 'function'
+}
+
 export interface ExtensionRunner {
-  command(app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): Promise<Row | undefined>
+  /**
+   * A command's result, or a promise of it: a builtin's own value is handed on as it is (an
+   * async wrapper costs an await per command), so callers await only what is a promise.
+   */
+  command(app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): MaybePromise<Row | undefined | void>
   query(app: AppDef, q: ResolvedQuery, args: Row, state: QueryState): Promise<Iterable<Row> | AsyncIterable<Row>>
-  projector(app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): Promise<void>
+  /** Undefined when the projector finished synchronously; else the promise of its end. */
+  projector(app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): MaybePromise<void>
   /** Releases engines and pools. */
   close(): Promise<void>
 }
 
 /** Runs builtin extensions; a WASM-bound function is refused with a clear error. */
 export class BuiltinRunner implements ExtensionRunner {
-  async command(_app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): Promise<Row | undefined> {
+  command(_app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): MaybePromise<Row | undefined | void> {
     if (isWasmRef(cmd.exec)) throw noWasm(cmd.qname)
-    const ret = await cmd.exec(args, state)
-    return ret === undefined || ret === null ? undefined : (ret as Row)
+    return cmd.exec(args, state)
   }
 
   async query(_app: AppDef, q: ResolvedQuery, args: Row, state: QueryState): Promise<Iterable<Row> | AsyncIterable<Row>> {
@@ -33,9 +44,9 @@ export class BuiltinRunner implements ExtensionRunner {
     return q.exec(args, state)
   }
 
-  async projector(_app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): Promise<void> {
+  projector(_app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): MaybePromise<void> {
     if (isWasmRef(p.exec)) throw noWasm(p.qname)
-    await p.exec(event, state)
+    return p.exec(event, state)
   }
 
   async close(): Promise<void> {}

@@ -15,7 +15,7 @@ import { FIELD_IS_ACTIVE, LOGIN_RE, ROLE_OWNER, ROLE_PUBLIC, SYS_GRANT_ROLE, SYS
 import { ANONYMOUS, SYSTEM_OWNER, authorize, effectiveRoles, grantOpOf, needsStoredGrants } from '../../shared/authz.js'
 import { isWasmRef } from '../../shared/appdef/define.js'
 import { validateFields } from '../../shared/appdef/validate.js'
-import type { ExtensionRunner } from '../extensions.js'
+import { isPromiseLike, type ExtensionRunner } from '../extensions.js'
 import type { Committer } from './commit.js'
 import { Op, type EngineReply, type EngineRequest } from '../../shared/engine-messages.js'
 import { BadRequestError, NotFoundError, ValidationError, VvmError, toVvmError } from '../../shared/errors.js'
@@ -194,9 +194,11 @@ export class CommandProcessor {
           stage = 'cuds'
           const newIDs = cuds.length === 0 ? {} : await applyCuds(tx, cuds)
           stage = 'execute'
-          const result = cmd.qname === SYS_GRANT_ROLE || cmd.qname === SYS_REVOKE_ROLE
-            ? await this.changeRoles(app, cmd.qname, args, tx, batch)
-            : await this.extensions.command(app, cmd, { ...args, ...unlogged }, tx)
+          let ret = cmd.qname === SYS_GRANT_ROLE || cmd.qname === SYS_REVOKE_ROLE
+            ? this.changeRoles(app, cmd.qname, args, tx, batch)
+            : this.extensions.command(app, cmd, { ...args, ...unlogged }, tx)
+          if (isPromiseLike(ret)) ret = await ret
+          const result = ret === undefined || ret === null ? undefined : ret
           if (result !== undefined && (typeof result !== 'object' || Array.isArray(result))) throw new VvmError('INTERNAL', `command ${req.qname} returned a ${typeof result}, not an object`)
           outcome = { wlogOffset: 0, newIDs, result }
           eventQName = req.qname
@@ -206,7 +208,8 @@ export class CommandProcessor {
           const job = app.jobs.get(req.qname)
           if (job === undefined) throw new NotFoundError(`job ${req.qname} is not defined in app ${app.qname}`, req.qname)
           stage = 'execute'
-          await this.extensions.command(app, jobAsCommand(job), {}, tx)
+          const ret = this.extensions.command(app, jobAsCommand(job), {}, tx)
+          if (isPromiseLike(ret)) await ret
           outcome = { wlogOffset: 0, newIDs: {}, result: undefined }
           eventQName = req.qname
           break
@@ -241,7 +244,8 @@ export class CommandProcessor {
       const refs = refsOf(tx)
       if (refs.length > 0) await validateRefs(tx, refs)
       stage = 'sync projectors'
-      await this.runSyncProjectors(app, tx, event, batch.nextOffset)
+      const projected = this.runSyncProjectors(app, tx, event, batch.nextOffset)
+      if (projected !== undefined) await projected
       stage = 'stage'
       tx.staged.events.push({ partition: this.part.partition, plogOffset: batch.nextOffset, event })
       tx.staged.wsHeads.set(req.wsid, tx.wsHeadStaged)
@@ -324,16 +328,33 @@ export class CommandProcessor {
     return { q: qname, ws: tx.wsid, wo: head.wo, t: Date.now(), a: args, c }
   }
 
-  private async runSyncProjectors(app: AppDef, tx: CommandTx, event: StoredEvent, plogOffset: number): Promise<void> {
-    const triggered = new Set<ResolvedProjector>()
-    for (const p of app.syncProjectorsOn.get(event.q) ?? []) triggered.add(p)
-    for (const cud of event.c) for (const p of app.syncProjectorsOn.get(cud.t) ?? []) triggered.add(p)
-    if (triggered.size === 0) return
+  /**
+   * Runs the sync projectors the event triggers, in order; undefined when all of them finished
+   * synchronously (no await for the common projector that only puts view rows), else the
+   * promise of the rest.
+   */
+  private runSyncProjectors(app: AppDef, tx: CommandTx, event: StoredEvent, plogOffset: number): Promise<void> | undefined {
+    const triggered = triggeredProjectors(app, event)
+    if (triggered.length === 0) return undefined
     const pe: ProjectorEvent = {
       qname: event.q, wsid: event.ws, plogOffset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
       cuds: event.c.map((x) => ({ id: x.id, table: x.t, isNew: x.n, fields: x.f })),
     }
-    for (const p of triggered) await this.extensions.projector(app, p, pe, tx)
+    for (let i = 0; i < triggered.length; i++) {
+      const running = this.extensions.projector(app, triggered[i]!, pe, tx)
+      if (isPromiseLike(running)) return this.finishProjectors(app, tx, pe, triggered, i + 1, running)
+    }
+    return undefined
+  }
+
+  private async finishProjectors(
+    app: AppDef, tx: CommandTx, pe: ProjectorEvent, triggered: readonly ResolvedProjector[], next: number, running: Promise<void>,
+  ): Promise<void> {
+    await running
+    for (let i = next; i < triggered.length; i++) {
+      const r = this.extensions.projector(app, triggered[i]!, pe, tx)
+      if (isPromiseLike(r)) await r
+    }
   }
 
   private async findIdempotent(wsid: number, key: string, batch: Staging): Promise<IdempotentReply | undefined> {
@@ -343,6 +364,20 @@ export class CommandProcessor {
     const bytes = await this.storage.get(k.pk, k.cc)
     return bytes === undefined ? undefined : decodeStored<IdempotentReply>(bytes)
   }
+}
+
+const NO_PROJECTORS: readonly ResolvedProjector[] = []
+
+/** The sync projectors of the event's command, then those of its CUDs' tables, each once. */
+function triggeredProjectors(app: AppDef, event: StoredEvent): readonly ResolvedProjector[] {
+  const onEvent = app.syncProjectorsOn.get(event.q) ?? NO_PROJECTORS
+  let out: ResolvedProjector[] | undefined
+  for (const cud of event.c) {
+    for (const p of app.syncProjectorsOn.get(cud.t) ?? NO_PROJECTORS) {
+      if (!(out ?? onEvent).includes(p)) (out ??= [...onEvent]).push(p)
+    }
+  }
+  return out ?? onEvent
 }
 
 const jobCommands = new WeakMap<ResolvedJob, ResolvedCommand>()

@@ -18,7 +18,7 @@ import type { AppDef, ProjectorEvent, ResolvedCommand, ResolvedProjector, Resolv
 import type { CommandState, ProjectorState, QueryState, Row } from '../../shared/appdef/state.js'
 import { BusyError, ExtensionError, VvmError } from '../../shared/errors.js'
 import type { WasmOptions } from '../../shared/partition-protocol.js'
-import { BuiltinRunner, type ExtensionRunner, type ProcessorKind } from '../extensions.js'
+import { BuiltinRunner, type ExtensionRunner, type MaybePromise, type ProcessorKind } from '../extensions.js'
 import { InstancePool, WasmEngines } from './engine-pool.js'
 import { HostSession, abiCodec, abiError } from './host-api.js'
 
@@ -102,9 +102,9 @@ export class WasmRunner implements ExtensionRunner {
     for (const p of previous) this.engines!.release(p)
   }
 
-  // A builtin's promise is handed on as it is: an async wrapper around it costs a few more
-  // microtask turns per call.
-  command(app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): Promise<Row | undefined> {
+  // A builtin's value or promise is handed on as it is: an async wrapper around it costs a few
+  // more microtask turns per call.
+  command(app: AppDef, cmd: ResolvedCommand, args: Row, state: CommandState): MaybePromise<Row | undefined | void> {
     return isWasmRef(cmd.exec) ? this.wasmCommand(app, cmd, args, state) : this.builtin.command(app, cmd, args, state)
   }
 
@@ -112,7 +112,7 @@ export class WasmRunner implements ExtensionRunner {
     return isWasmRef(q.exec) ? this.wasmQuery(app, q, args, state) : this.builtin.query(app, q, args, state)
   }
 
-  projector(app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): Promise<void> {
+  projector(app: AppDef, p: ResolvedProjector, event: ProjectorEvent, state: ProjectorState): MaybePromise<void> {
     return isWasmRef(p.exec) ? this.wasmProjector(app, p, event, state) : this.builtin.projector(app, p, event, state)
   }
 

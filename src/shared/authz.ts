@@ -42,10 +42,19 @@ export function needsStoredGrants(p: Principal): boolean {
 
 /** The caller's roles in the workspace: the token's, the stored grants, and `public`. */
 export function effectiveRoles(p: Principal, stored: readonly string[]): Principal {
+  // No stored grants (owners, and logins without any): no Set, and no copy when nothing is added.
+  if (stored.length === 0 && !hasDuplicates(p.roles)) {
+    return p.roles.includes(ROLE_PUBLIC) ? p : { login: p.login, roles: [...p.roles, ROLE_PUBLIC] }
+  }
   const roles = new Set(p.roles)
   for (const r of stored) roles.add(r)
   roles.add(ROLE_PUBLIC)
   return { login: p.login, roles: [...roles] }
+}
+
+function hasDuplicates(roles: readonly string[]): boolean {
+  for (let i = 1; i < roles.length; i++) if (roles.lastIndexOf(roles[i]!, i - 1) >= 0) return true
+  return false
 }
 
 /**

@@ -22,7 +22,10 @@ export function validateFields(
   if (input === undefined || input === null) input = {}
   if (typeof input !== 'object' || Array.isArray(input)) throw new ValidationError(`${what} of ${owner} must be a JSON object`, owner)
   const out: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(input as Record<string, unknown>)) {
+  const given = input as Record<string, unknown>
+  // Object.keys, not entries: one array instead of a pair array per field.
+  for (const name of Object.keys(given)) {
+    const value = given[name]
     const f = fields.get(name)
     if (f === undefined) throw new ValidationError(`${what} of ${owner}: unknown field '${name}'`, owner)
     if (value === null) {

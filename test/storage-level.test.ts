@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Worker } from 'node:worker_threads'
+import { ClassicLevel } from 'classic-level'
 import { StorageError } from '../src/shared/errors.js'
 import { createCasLockBuffer, openStorageProvider } from '../src/shared/storage/index.js'
 import { u64be } from '../src/shared/storage/keys.js'
-import { LevelStorageProvider, levelWritesInline } from '../src/shared/storage/level.js'
+import { LevelStorageProvider, levelPutsPacked, levelWritesInline } from '../src/shared/storage/level.js'
 import { runStorageTck } from '../src/shared/storage/tck.js'
 
 const LEVEL_URL = new URL('../src/shared/storage/level.js', import.meta.url).href
@@ -159,6 +161,69 @@ describe('storage level: process and thread behaviour', () => {
       assert.equal(await s.get(pk, new Uint8Array([3])), undefined)
     } finally {
       await provider.close()
+    }
+  })
+
+  it('putBatch hands a batch over packed, in one native call (batch_put_packed)', async () => {
+    assert.equal(levelPutsPacked, true, 'classic-level has no batch_put_packed: run scripts/build-level.sh (npm install runs it)')
+    const provider = await LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() })
+    try {
+      const s = await provider.appStorage('packed/app')
+      // Keys that differ only where pk ends and cc begins, an empty value, an expiring one, a
+      // large one, through the thread pool and inline.
+      const big = new Uint8Array(200_000).map((_, i) => i % 251)
+      for (const inline of [false, true]) {
+        const tag = inline ? 2 : 1
+        await s.putBatch([
+          { pk: new Uint8Array([tag, 1]), cc: new Uint8Array([2]), value: new Uint8Array([1]) },
+          { pk: new Uint8Array([tag]), cc: new Uint8Array([1, 2]), value: new Uint8Array(0) },
+          { pk: new Uint8Array([tag]), cc: new Uint8Array([3]), value: new Uint8Array([3, 3]), ttlSeconds: 60 },
+          { pk: new Uint8Array([tag]), cc: new Uint8Array([4]), value: big },
+        ], { inline })
+        assert.deepEqual([...(await s.get(new Uint8Array([tag, 1]), new Uint8Array([2])))!], [1])
+        assert.deepEqual([...(await s.get(new Uint8Array([tag]), new Uint8Array([1, 2])))!], [])
+        assert.deepEqual([...(await s.get(new Uint8Array([tag]), new Uint8Array([3])))!], [3, 3])
+        assert.ok((await s.ttlGet(new Uint8Array([tag]), new Uint8Array([3])))!.expiresAtMs > Date.now())
+        assert.ok(Buffer.from((await s.get(new Uint8Array([tag]), new Uint8Array([4])))!).equals(big), 'the large value, whole')
+        assert.equal(await s.get(new Uint8Array([tag]), new Uint8Array([1])), undefined)
+      }
+    } finally {
+      await provider.close()
+    }
+  })
+
+  it('batch_put_packed refuses a malformed buffer and adds nothing of it', async () => {
+    const binding = createRequire(import.meta.url)('classic-level/binding.js') as {
+      batch_put_packed: (context: unknown, packed: Uint8Array, length: number) => void
+      batch_write: (context: unknown, options: { sync: boolean }) => Promise<void>
+    }
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(join(await newDataDir(), 'raw'), { keyEncoding: 'view', valueEncoding: 'view' })
+    await db.open()
+    try {
+      const record = (key: number[], value: number[]) => [key.length, 0, 0, 0, ...key, value.length, 0, 0, 0, ...value]
+      const whole = record([1], [10])
+      const contextOf = (batch: object) => (batch as Record<symbol, unknown>)[Object.getOwnPropertySymbols(batch).find((k) => k.description === 'context')!]
+      for (const bad of [
+        [...whole, ...record([2], [20]).slice(0, 7)], // the second record's value is cut short
+        [...whole, 9, 0, 0], // a length cut short
+        [...whole, 255, 255, 255, 255, 1], // a key longer than what is left
+      ]) {
+        const batch = db.batch()
+        const context = contextOf(batch)
+        assert.throws(() => binding.batch_put_packed(context, Uint8Array.from(bad), bad.length), RangeError)
+        await binding.batch_write(context, { sync: true })
+        await batch.close()
+        assert.equal(await db.get(Uint8Array.of(1)), undefined, 'the valid record before the fault was not added either')
+      }
+      const batch = db.batch()
+      assert.throws(() => binding.batch_put_packed(contextOf(batch), Uint8Array.from(whole), whole.length + 1), RangeError, 'a length past the buffer')
+      assert.throws(() => binding.batch_put_packed(contextOf(batch), new Uint16Array(4) as unknown as Uint8Array, 2), TypeError)
+      binding.batch_put_packed(contextOf(batch), Uint8Array.from([...whole, 0xee]), whole.length) // bytes past the length are ignored
+      await binding.batch_write(contextOf(batch), { sync: true })
+      await batch.close()
+      assert.deepEqual([...(await db.get(Uint8Array.of(1)))!], [10])
+    } finally {
+      await db.close()
     }
   })
 

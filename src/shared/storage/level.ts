@@ -49,10 +49,17 @@ const EXPIRING_HEADER_BYTES = 9
  * (docs/benchmarks.md, fifth session): a caller with nothing else to do saves them.
  */
 type WriteNow = (batchContext: unknown, options: { sync: boolean }) => void
-const writeNow: WriteNow | undefined = (() => {
-  const binding = createRequire(import.meta.url)('classic-level/binding.js') as { batch_write_now?: WriteNow }
-  return typeof binding.batch_write_now === 'function' ? binding.batch_write_now : undefined
-})()
+/**
+ * A whole batch's puts in one call (`batch_put_packed`, scripts/build-level.sh): records of
+ * [u32 LE key length][key][u32 LE value length][value] in the first `byteLength` bytes. A put
+ * per item through abstract-level costs its option handling, two views, a native call and two
+ * native copies (~1.5k instructions an item, bench/instructions.ts); this costs the bytes.
+ */
+type PutPacked = (batchContext: unknown, packed: Uint8Array, byteLength: number) => void
+type BatchWrite = (batchContext: unknown, options: { sync: boolean }) => Promise<void>
+const binding = createRequire(import.meta.url)('classic-level/binding.js') as { batch_write_now?: WriteNow; batch_put_packed?: PutPacked; batch_write: BatchWrite }
+const writeNow: WriteNow | undefined = typeof binding.batch_write_now === 'function' ? binding.batch_write_now : undefined
+const putPacked: PutPacked | undefined = typeof binding.batch_put_packed === 'function' ? binding.batch_put_packed : undefined
 /** The private symbol under which classic-level's ChainedBatch keeps its native batch. */
 let batchContextKey: symbol | undefined
 
@@ -63,6 +70,8 @@ function batchContextOf(batch: object): unknown {
 
 /** Whether this process's classic-level can write on the calling thread (`PutBatchOptions.inline`). */
 export const levelWritesInline = writeNow !== undefined
+/** Whether this process's classic-level takes a batch's puts packed in one call. */
+export const levelPutsPacked = putPacked !== undefined
 
 export interface LevelOpenOptions {
   /** Shared lock memory from `createCasLockBuffer()`, the same for every thread of the process. */
@@ -141,29 +150,88 @@ class LevelAppStorage implements IAppStorage {
     checkBatch(items)
     if (items.length === 0) return
     const nowMs = Date.now()
+    const sync = options?.durable === false ? NO_SYNC : SYNC
     // The chained form: abstract-level's array form clones every operation with the options
     // spread into it, which measured ~5x slower for a 320-item group commit (1.7 ms vs 0.36 ms).
-    // Keys and values are built in scratch buffers: a batch's put copies them into LevelDB's
-    // write batch before it returns (classic-level's batch_put), so no item needs its own.
     const batch = this.db.batch()
-    for (const item of items) {
-      batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
+    const context = putPacked !== undefined || writeNow !== undefined ? batchContextOf(batch) : undefined
+    const packed = putPacked !== undefined && context !== undefined ? this.packBatch(items, nowMs) : undefined
+    if (packed === undefined) {
+      // Keys and values are built in scratch buffers: a batch's put copies them into LevelDB's
+      // write batch before it returns (classic-level's batch_put), so no item needs its own.
+      for (const item of items) {
+        batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
+      }
     }
-    const sync = options?.durable === false ? NO_SYNC : SYNC
-    const context = options?.inline === true && writeNow !== undefined ? batchContextOf(batch) : undefined
     try {
-      if (context === undefined) {
+      if (packed !== undefined) {
+        // The native batch holds the puts; abstract-level's own count stays 0, so its write()
+        // would skip them: the write goes to the binding, as abstract-level's _write does.
+        try {
+          putPacked!(context, packed.bytes, packed.length)
+          if (options?.inline === true && writeNow !== undefined) writeNow(context, sync)
+          else await binding.batch_write(context, sync)
+        } finally {
+          await batch.close()
+        }
+        return
+      }
+      if (options?.inline !== true || writeNow === undefined || context === undefined) {
         await batch.write(sync)
         return
       }
       try {
-        writeNow!(context, sync)
+        writeNow(context, sync)
       } finally {
         await batch.close()
       }
     } catch (err) {
       throw levelError('putBatch', err)
     }
+  }
+
+  /**
+   * The batch's rows packed for `batch_put_packed` in the shared scratch (valid until the next
+   * call: the native put copies before it returns); undefined when they exceed PACKED_BYTES_MAX,
+   * which the put-per-item path takes instead.
+   */
+  private packBatch(items: readonly BatchItem[], nowMs: number): { bytes: Uint8Array; length: number } | undefined {
+    const prefix = this.appPrefix
+    let total = 0
+    for (const item of items) {
+      const expiresAtMs = expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)
+      total += 8 + prefix.length + 2 + item.pk.length + item.cc.length + storedLength(item.value, expiresAtMs)
+    }
+    if (total > PACKED_BYTES_MAX) return undefined
+    if (total > packedScratch.length) packedScratch = new Uint8Array(Math.max(total, Math.min(packedScratch.length * 2, PACKED_BYTES_MAX)))
+    const out = packedScratch
+    let at = 0
+    for (const item of items) {
+      const { pk, cc, value } = item
+      const keyLength = prefix.length + 2 + pk.length + cc.length
+      at = writeU32le(out, at, keyLength)
+      out.set(prefix, at)
+      at += prefix.length
+      out[at++] = pk.length >>> 8
+      out[at++] = pk.length & 0xff
+      out.set(pk, at)
+      at += pk.length
+      out.set(cc, at)
+      at += cc.length
+      const expiresAtMs = expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)
+      at = writeU32le(out, at, storedLength(value, expiresAtMs))
+      if (expiresAtMs === 0) {
+        out[at++] = TAG_PLAIN
+      } else {
+        out[at++] = TAG_EXPIRING
+        out.set(u64be(expiresAtMs), at)
+        at += 8
+      }
+      out.set(value, at)
+      at += value.length
+    }
+    if (packedScratch.length > PACKED_SCRATCH_KEPT_MAX) packedScratch = new Uint8Array(PACKED_SCRATCH_INITIAL)
+    return { bytes: out, length: at }
   }
 
   async get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined> {
@@ -318,6 +386,24 @@ class LevelAppStorage implements IAppStorage {
       }
     })()
   }
+}
+
+/**
+ * Why 256 MiB: far above any commit (a batch of 512 commands is a few hundred KiB), below the
+ * u32 lengths of the packed form; a batch beyond it is put item by item.
+ */
+const PACKED_BYTES_MAX = 256 * 1024 * 1024
+const PACKED_SCRATCH_INITIAL = 64 * 1024
+/** A scratch grown past this for one large batch is dropped after it, so it cannot stay large. */
+const PACKED_SCRATCH_KEPT_MAX = 4 * 1024 * 1024
+let packedScratch = new Uint8Array(PACKED_SCRATCH_INITIAL)
+
+function writeU32le(out: Uint8Array, at: number, v: number): number {
+  out[at] = v & 0xff
+  out[at + 1] = (v >>> 8) & 0xff
+  out[at + 2] = (v >>> 16) & 0xff
+  out[at + 3] = v >>> 24
+  return at + 4
 }
 
 /** Scratch of `storedView`; larger values get their own buffer, so the scratch stays small. */

@@ -4,6 +4,8 @@ import { VvmError } from '../src/shared/errors.js'
 import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, hexOf, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
 import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
 import { KeyWriter } from '../src/shared/storage/keys.js'
+import { defineApp, definePackage } from '../src/shared/appdef/define.js'
+import { encodeCcTuple, encodePkTuple, viewRowKeys } from '../src/shared/view-codec.js'
 import {
   actualizerOffsetKey, collectionPk, grantsKey, idempotencyKey, loginKey, partitionHeadKey, plogKey, recordCc, recordsPk, viewPk, wlogKey, wsHeadKey,
 } from '../src/shared/layout.js'
@@ -201,6 +203,40 @@ describe('storage keys: the layout bytes (stored data depends on them)', () => {
     assert.throws(() => w.begin().u16(0x10000), VvmError)
     assert.throws(() => w.begin().u64(-1), VvmError)
     assert.throws(() => w.begin().u64(2 ** 53), VvmError)
+  })
+
+  it('KeyWriter.utf8String: the UTF-8 bytes of ASCII, mixed and astral strings', () => {
+    const w = new KeyWriter()
+    for (const text of ['', 'bank.Movements', 'a.Ö', 'Öa.b', 'x😀y', 'ascii then é and 中文 then ascii', '\u007f\u0080']) {
+      assert.equal(hex(w.begin().u8(7).utf8String(text).u8(0).end()), '07' + Buffer.from(text, 'utf8').toString('hex') + '00', JSON.stringify(text))
+    }
+  })
+
+  it('viewRowKeys writes the same bytes as viewPk of the pk tuple and the cc tuple', () => {
+    const app = defineApp('test/keys', {
+      packages: [definePackage('k', {
+        views: {
+          Mixed: {
+            key: { pk: ['n', 's'], cc: ['d', 'name', 'on', 'x'] },
+            fields: { n: 'int64', s: 'varchar', d: 'int32', name: 'varchar', on: 'bool', x: 'float64', v: 'int64' },
+          },
+        },
+      })],
+    })
+    const view = app.views.get('k.Mixed')!
+    const next = rng(42)
+    for (let i = 0; i < 200; i++) {
+      const key = {
+        n: Math.floor((next() - 0.5) * 2 ** 53), s: ['', 'a', 'é\u0000z', 'x'.repeat(Math.floor(next() * 40))][i % 4]!,
+        d: Math.floor((next() - 0.5) * 2 ** 31), name: String(next()), on: next() < 0.5, x: (next() - 0.5) * 1e6,
+      }
+      const wsid = 1 + Math.floor(next() * 2 ** 40)
+      const { pk, cc } = viewRowKeys(view, wsid, key)
+      assert.equal(hex(pk), hex(viewPk(wsid, 'k.Mixed', encodePkTuple(view, key))))
+      assert.equal(hex(cc), hex(encodeCcTuple(view, key)))
+    }
+    assert.throws(() => viewRowKeys(view, 1, { n: 1, d: 1, name: 'a', on: true, x: 1 }), /key field 's' is required/)
+    assert.throws(() => viewRowKeys(view, 1, { n: 1.5, s: 'a', d: 1, name: 'a', on: true, x: 1 }), VvmError)
   })
 
   it('hexOf: the hex of exactly the viewed bytes (a view into a larger buffer, empty)', () => {

@@ -75,8 +75,10 @@ export const recordCc = (id: number) => kw.begin().u64(id).end()
 
 export const collectionPk = (wsid: number, table: string) => kw.begin().u8(COLLECTION).u64(wsid).utf8String(table).end()
 
-export const viewPk = (wsid: number, view: string, pkTuple: Uint8Array) =>
-  kw.begin().u8(VIEW).u64(wsid).utf8String(view).u8(0).bytes(pkTuple).end()
+export const viewPk = (wsid: number, view: string, pkTuple: Uint8Array) => beginViewPk(wsid, view).bytes(pkTuple).end()
+
+/** The shared key writer begun with a view row's pk prefix: the pk tuple's parts follow, then `end()`. */
+export const beginViewPk = (wsid: number, view: string) => kw.begin().u8(VIEW).u64(wsid).utf8String(view).u8(0)
 
 export const idempotencyKey = (wsid: number, key: string) => ({ pk: kw.begin().u8(IDEMPOTENCY).u64(wsid).end(), cc: utf8.encode(key) })
 

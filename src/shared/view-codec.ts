@@ -3,8 +3,8 @@
 // clustering values is a byte range.
 
 import { ValidationError } from './errors.js'
-import { viewPk, encodeStored, decodeStored } from './layout.js'
-import { decodeKeyTuple, encodeKeyTuple, type KeyPart, type KeyPartType } from './storage/keys.js'
+import { beginViewPk, encodeStored, decodeStored } from './layout.js'
+import { beginKeyTuple, decodeKeyTuple, encodeKeyTuple, type KeyPart, type KeyPartType, type KeyWriter } from './storage/keys.js'
 import { checkValue, validateFields } from './appdef/validate.js'
 import type { FieldType, ResolvedField, ResolvedView } from './appdef/types.js'
 
@@ -44,7 +44,20 @@ export function ccPrefixLength(view: ResolvedView, key: Row): number {
 }
 
 export function viewRowKeys(view: ResolvedView, wsid: number, key: Row): { pk: Uint8Array; cc: Uint8Array } {
-  return { pk: viewPk(wsid, view.qname, encodePkTuple(view, key)), cc: encodeCcTuple(view, key) }
+  // Parts written straight into the key writers: no KeyPart objects, no intermediate tuple.
+  const pkWriter = beginViewPk(wsid, view.qname)
+  for (let i = 0; i < view.pk.length; i++) writePart(pkWriter, view.pk[i]!, key, i, view.qname)
+  const pk = pkWriter.end()
+  const ccWriter = beginKeyTuple()
+  for (let i = 0; i < view.cc.length; i++) writePart(ccWriter, view.cc[i]!, key, i, view.qname)
+  return { pk, cc: ccWriter.end() }
+}
+
+function writePart(w: KeyWriter, f: ResolvedField, key: Row, index: number, view: string): void {
+  const v = key[f.name]
+  if (v === undefined || v === null) throw new ValidationError(`view ${view}: key field '${f.name}' is required`, view)
+  checkValue(f, v, view, 'key')
+  w.part(keyPartType(f.type), v, index)
 }
 
 export function encodeViewValue(view: ResolvedView, value: Row): Uint8Array {

@@ -137,8 +137,25 @@ export class KeyWriter {
   utf8String(s: string): this {
     // Three bytes per UTF-16 unit at most.
     this.reserve(s.length * 3)
-    this.length += this.utf8.encodeInto(s, this.buf.subarray(this.length)).written
+    // ASCII (qnames, most names) byte by byte: encodeInto costs a view and a result object.
+    const buf = this.buf
+    let at = this.length
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i)
+      if (c >= 0x80) {
+        this.length += this.utf8.encodeInto(s, buf.subarray(this.length)).written
+        return this
+      }
+      buf[at++] = c
+    }
+    this.length = at
     return this
+  }
+
+  /** One part of a key tuple in the order-preserving form of `encodeKeyTuple`; `index` names it in errors. */
+  part(type: KeyPartType, value: unknown, index: number): this {
+    if (type === 'int') return this.int64(value as number | bigint, index)
+    return this.bytes(encodePart({ type, value } as KeyPart, index))
   }
 
   /** A copy of the key built since `begin`. */
@@ -223,12 +240,13 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
 /** Concatenated order-preserving encodings: tuples compare component by component. */
 export function encodeKeyTuple(values: readonly KeyPart[]): Uint8Array {
   const w = tupleWriter.begin()
-  for (let i = 0; i < values.length; i++) {
-    const part = values[i]!
-    if (part.type === 'int') w.int64(part.value, i)
-    else w.bytes(encodePart(part, i))
-  }
+  for (let i = 0; i < values.length; i++) w.part(values[i]!.type, values[i]!.value, i)
   return w.end()
+}
+
+/** The writer of key tuples, begun: for callers that write parts one by one (`KeyWriter.part`). */
+export function beginKeyTuple(): KeyWriter {
+  return tupleWriter.begin()
 }
 
 export function decodeKeyTuple(bytes: Uint8Array, types: readonly KeyPartType[]): DecodedKeyPart[] {

@@ -105,8 +105,11 @@ export function steadyState(short: Counts, long: Counts, commands: number, topCo
   return { commands, perCommand: all / commands, compilerPerCommand: compiler / commands, workPerCommand: (all - compiler) / commands, top }
 }
 
+/** One run's instructions by function: self, and with `inclusive` also with callees. */
+export interface RunCounts { self: Counts; inclusive?: Counts }
+
 /** One callgrind run of the command path; its instructions by function, JIT code named. */
-async function countRun(batches: number, batch: number): Promise<Counts> {
+async function countRun(batches: number, batch: number, inclusive: boolean): Promise<RunCounts> {
   // Its own working directory: --perf-basic-prof also leaves V8 logs (isolate-*.log) there.
   const dir = await mkdtemp(join(tmpdir(), 'vvm-callgrind-'))
   const out = join(dir, 'callgrind.out')
@@ -120,18 +123,33 @@ async function countRun(batches: number, batch: number): Promise<Counts> {
     const mapFile = `/tmp/perf-${pid}.map`
     const map = parsePerfMap(await readFile(mapFile, 'utf8').catch(() => ''))
     await rm(mapFile, { force: true })
-    const { stdout } = await run('callgrind_annotate', ['--threshold=100', out], { maxBuffer: ANNOTATE_BYTES_MAX })
-    return nameJit(parseAnnotate(stdout).counts, map)
+    const annotate = async (args: readonly string[]): Promise<Counts> =>
+      nameJit(parseAnnotate((await run('callgrind_annotate', [...args, out], { maxBuffer: ANNOTATE_BYTES_MAX })).stdout).counts, map)
+    const self = await annotate(['--threshold=100'])
+    return inclusive ? { self, inclusive: await annotate(['--threshold=100', '--inclusive=yes']) } : { self }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
 }
 
 /** Instructions per command in the steady state: runs of `batches` and `2 × batches` batches. */
-export async function measureInstructions(batches: number, batch: number, topCount: number): Promise<Steady> {
-  const short = await countRun(batches, batch)
-  const long = await countRun(2 * batches, batch)
-  return steadyState(short, long, batches * batch, topCount)
+export async function measureInstructions(batches: number, batch: number, topCount: number, inclusive = false): Promise<Steady & { inclusiveTop?: Steady['top'] }> {
+  const short = await countRun(batches, batch, inclusive)
+  const long = await countRun(2 * batches, batch, inclusive)
+  const steady = steadyState(short.self, long.self, batches * batch, topCount)
+  if (!inclusive) return steady
+  return { ...steady, inclusiveTop: inclusiveTop(short.inclusive!, long.inclusive!, batches * batch, topCount) }
+}
+
+/**
+ * The steady state's inclusive counts (a function with all it calls) of the project's own JS
+ * functions: where a change's savings come from. Async functions count until their first
+ * await; what runs after it is counted under the microtask that resumes it.
+ */
+export function inclusiveTop(short: Counts, long: Counts, commands: number, topCount: number): Steady['top'] {
+  const own = (fn: string): boolean => fn.startsWith('JS ') && /\/(src|demo)\//.test(fn) && !/node_modules/.test(fn)
+  return [...long].filter(([fn]) => own(fn)).map(([fn, n]) => ({ fn, perCommand: (n - (short.get(fn) ?? 0)) / commands }))
+    .sort((a, b) => b.perCommand - a.perCommand).slice(0, topCount)
 }
 
 /** The first of the tools that is not installed (a tool that runs at all, whatever its exit code, is). */
@@ -153,18 +171,20 @@ async function main(): Promise<number> {
       batch: { type: 'string', default: '32' },
       top: { type: 'string', default: '25' },
       json: { type: 'boolean', default: false },
+      inclusive: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   })
   if (o.help) {
     process.stdout.write(`instructions: instructions per command on the in-process command path (callgrind)
 
-  node dist/bench/instructions.js [--batches N] [--batch N] [--top N] [--json]
+  node dist/bench/instructions.js [--batches N] [--batch N] [--top N] [--inclusive] [--json]
 
-  --batches  batches of the shorter run (default 250); the longer runs twice as many
-  --batch    deposits per batch (default 32)
-  --top      functions listed (default 25)
-  --json     the figures as JSON
+  --batches    batches of the shorter run (default 250); the longer runs twice as many
+  --batch      deposits per batch (default 32)
+  --top        functions listed (default 25)
+  --inclusive  also the project's own JS functions with all they call (per command)
+  --json       the figures as JSON
 `)
     return 0
   }
@@ -178,7 +198,7 @@ async function main(): Promise<number> {
     process.stderr.write(`instructions: ${missing} is not installed (Debian: apt-get install valgrind)\n`)
     return 2
   }
-  const s = await measureInstructions(batches, batch, top)
+  const s = await measureInstructions(batches, batch, top, o.inclusive)
   if (o.json) {
     process.stdout.write(JSON.stringify(s, null, 2) + '\n')
     return 0
@@ -187,7 +207,14 @@ async function main(): Promise<number> {
   process.stdout.write(`command path, ${batch} deposits a batch, steady state over ${s.commands} commands (runs of ${batches} and ${2 * batches} batches):\n`)
   process.stdout.write(`  ${k(s.workPerCommand)} instructions per command without the optimizing compiler (compare builds by this)\n`)
   process.stdout.write(`  ${k(s.compilerPerCommand)} in V8's compilers during the window; ${k(s.perCommand)} in all\n\n`)
-  for (const t of s.top) process.stdout.write(`${Math.round(t.perCommand).toLocaleString('en-US').padStart(9)}  ${t.fn.slice(0, 140)}\n`)
+  const list = (top: Steady['top']): void => {
+    for (const t of top) process.stdout.write(`${Math.round(t.perCommand).toLocaleString('en-US').padStart(9)}  ${t.fn.slice(0, 140)}\n`)
+  }
+  list(s.top)
+  if (s.inclusiveTop !== undefined) {
+    process.stdout.write(`\nthe project's JS functions with all they call (tiers apart: ^ baseline, * optimized):\n`)
+    list(s.inclusiveTop)
+  }
   return 0
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { promisify } from 'node:util'
-import { isCompiler, measureInstructions, nameJit, parseAnnotate, parsePerfMap, steadyState } from '../bench/instructions.js'
+import { inclusiveTop, isCompiler, measureInstructions, nameJit, parseAnnotate, parsePerfMap, steadyState } from '../bench/instructions.js'
 
 const ANNOTATE = `--------------------------------------------------------------------------------
 Ir
@@ -55,16 +55,27 @@ describe('bench/instructions', () => {
     assert.ok(!isCompiler('v8::internal::Scavenger::ScavengeObject'))
   })
 
+  it('lists the project\'s own JS functions inclusively, by their steady-state difference', () => {
+    const own = 'JS *execOne file:///x/dist/src/workers/command/processor.js:1:1'
+    const app = 'JS *exec file:///x/dist/demo/bank/index.js:1:1'
+    const lib = 'JS *pack file:///x/node_modules/msgpackr/pack.js:1:1'
+    const short = new Map([[own, 1000], [app, 500], [lib, 9000], ['main', 50_000]])
+    const long = new Map([[own, 5000], [app, 700], [lib, 90_000], ['main', 100_000]])
+    assert.deepEqual(inclusiveTop(short, long, 10, 5), [{ fn: own, perCommand: 400 }, { fn: app, perCommand: 20 }])
+    assert.deepEqual(inclusiveTop(short, long, 10, 1), [{ fn: own, perCommand: 400 }])
+  })
+
   it('counts a real run of the command path under valgrind', async () => {
     await promisify(execFile)('valgrind', ['--version']).catch((err: Error) => {
       throw new Error(`valgrind is needed for this test (.ci/run installs it): ${err.message}`)
     })
-    const s = await measureInstructions(12, 4, 25)
+    const s = await measureInstructions(12, 4, 25, true)
     assert.equal(s.commands, 48)
     // A deposit is some 160k instructions once warm; this short run is not warm, but it is
     // neither nothing nor the whole start-up.
     assert.ok(s.workPerCommand > 50_000 && s.workPerCommand < 5_000_000, `${s.workPerCommand} instructions per command`)
     assert.ok(s.top.some((t) => t.fn.startsWith('JS ')), 'JIT code named from the perf map')
     assert.ok(s.top.some((t) => t.fn.includes('leveldb')), 'LevelDB among the top functions')
+    assert.ok(s.inclusiveTop!.some((t) => t.fn.includes('/src/workers/command/') && t.perCommand > 1000), 'the command path, inclusively')
   })
 })

@@ -109,7 +109,7 @@ export function steadyState(short: Counts, long: Counts, commands: number, topCo
 export interface RunCounts { self: Counts; inclusive?: Counts }
 
 /** One callgrind run of the command path; its instructions by function, JIT code named. */
-async function countRun(batches: number, batch: number, inclusive: boolean): Promise<RunCounts> {
+async function countRun(batches: number, batch: number, inclusive: boolean, actualizers: boolean): Promise<RunCounts> {
   // Its own working directory: --perf-basic-prof also leaves V8 logs (isolate-*.log) there.
   const dir = await mkdtemp(join(tmpdir(), 'vvm-callgrind-'))
   const out = join(dir, 'callgrind.out')
@@ -117,6 +117,7 @@ async function countRun(batches: number, batch: number, inclusive: boolean): Pro
     const { stderr } = await run('valgrind', [
       '--tool=callgrind', '--smc-check=all', `--callgrind-out-file=${out}`,
       process.execPath, '--single-threaded', '--perf-basic-prof', COMMAND_PATH_JS, '--batches', String(batches), '--batch', String(batch), '--rounds', '1',
+      ...(actualizers ? ['--actualizers'] : []),
     ], { cwd: dir, timeout: RUN_TIMEOUT_MS, maxBuffer: ANNOTATE_BYTES_MAX })
     const pid = /^==(\d+)==/m.exec(stderr)?.[1]
     if (pid === undefined) throw new Error(`no pid in valgrind's output:\n${stderr.slice(-2000)}`)
@@ -133,9 +134,11 @@ async function countRun(batches: number, batch: number, inclusive: boolean): Pro
 }
 
 /** Instructions per command in the steady state: runs of `batches` and `2 × batches` batches. */
-export async function measureInstructions(batches: number, batch: number, topCount: number, inclusive = false): Promise<Steady & { inclusiveTop?: Steady['top'] }> {
-  const short = await countRun(batches, batch, inclusive)
-  const long = await countRun(2 * batches, batch, inclusive)
+export async function measureInstructions(
+  batches: number, batch: number, topCount: number, inclusive = false, actualizers = false,
+): Promise<Steady & { inclusiveTop?: Steady['top'] }> {
+  const short = await countRun(batches, batch, inclusive, actualizers)
+  const long = await countRun(2 * batches, batch, inclusive, actualizers)
   const steady = steadyState(short.self, long.self, batches * batch, topCount)
   if (!inclusive) return steady
   return { ...steady, inclusiveTop: inclusiveTop(short.inclusive!, long.inclusive!, batches * batch, topCount) }
@@ -172,19 +175,21 @@ async function main(): Promise<number> {
       top: { type: 'string', default: '25' },
       json: { type: 'boolean', default: false },
       inclusive: { type: 'boolean', default: false },
+      actualizers: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   })
   if (o.help) {
     process.stdout.write(`instructions: instructions per command on the in-process command path (callgrind)
 
-  node dist/bench/instructions.js [--batches N] [--batch N] [--top N] [--inclusive] [--json]
+  node dist/bench/instructions.js [--batches N] [--batch N] [--top N] [--inclusive] [--actualizers] [--json]
 
-  --batches    batches of the shorter run (default 250); the longer runs twice as many
-  --batch      deposits per batch (default 32)
-  --top        functions listed (default 25)
-  --inclusive  also the project's own JS functions with all they call (per command)
-  --json       the figures as JSON
+  --batches      batches of the shorter run (default 250); the longer runs twice as many
+  --batch        deposits per batch (default 32)
+  --top          functions listed (default 25)
+  --inclusive    also the project's own JS functions with all they call (per command)
+  --actualizers  the async projectors too (bench/command-path.ts --actualizers): a figure of its own
+  --json         the figures as JSON
 `)
     return 0
   }
@@ -198,13 +203,13 @@ async function main(): Promise<number> {
     process.stderr.write(`instructions: ${missing} is not installed (Debian: apt-get install valgrind)\n`)
     return 2
   }
-  const s = await measureInstructions(batches, batch, top, o.inclusive)
+  const s = await measureInstructions(batches, batch, top, o.inclusive, o.actualizers)
   if (o.json) {
     process.stdout.write(JSON.stringify(s, null, 2) + '\n')
     return 0
   }
   const k = (n: number): string => `${(n / 1000).toFixed(1)}k`
-  process.stdout.write(`command path, ${batch} deposits a batch, steady state over ${s.commands} commands (runs of ${batches} and ${2 * batches} batches):\n`)
+  process.stdout.write(`command path${o.actualizers ? ' with the async projectors' : ''}, ${batch} deposits a batch, steady state over ${s.commands} commands (runs of ${batches} and ${2 * batches} batches):\n`)
   process.stdout.write(`  ${k(s.workPerCommand)} instructions per command without the optimizing compiler (compare builds by this)\n`)
   process.stdout.write(`  ${k(s.compilerPerCommand)} in V8's compilers during the window; ${k(s.perCommand)} in all\n\n`)
   const list = (top: Steady['top']): void => {

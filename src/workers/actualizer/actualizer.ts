@@ -12,7 +12,7 @@ import type { Principal, ProjectorState, Row } from '../../shared/appdef/state.j
 import { actualizerOffsetKey, decodeStored, encodeStored, plogKey, type StoredEvent } from '../../shared/layout.js'
 import type { BatchItem, IAppStorage } from '../../shared/storage/types.js'
 import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
-import type { ExtensionRunner } from '../extensions.js'
+import { isPromiseLike, type ExtensionRunner } from '../extensions.js'
 import { viewRowKey, type ViewStaging } from '../read-views.js'
 import { StorageReadState } from '../query/query-processor.js'
 
@@ -105,17 +105,25 @@ export class AsyncActualizer {
   private async step(source: EventSource, signal: AbortSignal): Promise<void> {
     const to = Math.min(source.committed(), this.offset + this.opts.batchEventsMax)
     const staging: ViewStaging = new Map()
-    const events = source.recent(this.offset + 1, to) ?? readPlog(this.storage, this.partition, this.offset + 1, to)
-    for await (const { plogOffset: offset, event } of events) {
-      if (!this.triggers(event)) continue
-      const pe: ProjectorEvent = {
-        qname: event.q, wsid: event.ws, plogOffset: offset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
-        cuds: event.c.map((c) => ({ id: c.id, table: c.t, isNew: c.n, fields: c.f })),
+    const recent = source.recent(this.offset + 1, to)
+    if (recent !== undefined) {
+      // Events in memory: a plain loop (for await wraps each element in a promise).
+      for (const e of recent) {
+        try {
+          const running = this.project(e, staging)
+          if (running !== undefined) await running
+        } catch (err) {
+          throw eventError(e, err)
+        }
       }
-      try {
-        await this.runner.projector(this.app, this.projector, pe, new ActualizerState(this.app, this.storage, event.ws, staging))
-      } catch (err) {
-        throw new Error(`event at PLog offset ${offset} (${event.q}, workspace ${event.ws}): ${(err as Error).message}`, { cause: err })
+    } else {
+      for await (const e of readPlog(this.storage, this.partition, this.offset + 1, to)) {
+        try {
+          const running = this.project(e, staging)
+          if (running !== undefined) await running
+        } catch (err) {
+          throw eventError(e, err)
+        }
       }
     }
     // Cancelled mid-batch: nothing is written; the next runner starts from the stored offset.
@@ -129,10 +137,25 @@ export class AsyncActualizer {
     this.offset = to
   }
 
+  /** Runs the projector on one event, if it triggers it; a promise only when the projector returned one. */
+  private project({ plogOffset: offset, event }: CommittedEvent, staging: ViewStaging): Promise<void> | undefined {
+    if (!this.triggers(event)) return undefined
+    const pe: ProjectorEvent = {
+      qname: event.q, wsid: event.ws, plogOffset: offset, wlogOffset: event.wo, registeredAtMs: event.t, args: event.a,
+      cuds: event.c.map((c) => ({ id: c.id, table: c.t, isNew: c.n, fields: c.f })),
+    }
+    const running = this.runner.projector(this.app, this.projector, pe, new ActualizerState(this.app, this.storage, event.ws, staging))
+    return isPromiseLike(running) ? running : undefined
+  }
+
   private triggers(e: StoredEvent): boolean {
     const on = this.projector.on
     return on.includes(e.q) || e.c.some((c) => on.includes(c.t))
   }
+}
+
+function eventError({ plogOffset, event }: CommittedEvent, err: unknown): Error {
+  return new Error(`event at PLog offset ${plogOffset} (${event.q}, workspace ${event.ws}): ${(err as Error).message}`, { cause: err })
 }
 
 /** Events of a partition's PLog with from <= offset <= to, across 4096-offset chunks. */

@@ -6,6 +6,8 @@ import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
 import { KeyWriter } from '../src/shared/storage/keys.js'
 import { defineApp, definePackage } from '../src/shared/appdef/define.js'
 import { encodeCcTuple, encodePkTuple, viewRowKeys } from '../src/shared/view-codec.js'
+import { viewRowKey } from '../src/workers/read-views.js'
+import { latin1Of } from '../src/shared/storage/keys.js'
 import {
   actualizerOffsetKey, collectionPk, grantsKey, idempotencyKey, loginKey, partitionHeadKey, plogKey, recordCc, recordsPk, viewPk, wlogKey, wsHeadKey,
 } from '../src/shared/layout.js'
@@ -237,6 +239,26 @@ describe('storage keys: the layout bytes (stored data depends on them)', () => {
     }
     assert.throws(() => viewRowKeys(view, 1, { n: 1, d: 1, name: 'a', on: true, x: 1 }), /key field 's' is required/)
     assert.throws(() => viewRowKeys(view, 1, { n: 1.5, s: 'a', d: 1, name: 'a', on: true, x: 1 }), VvmError)
+  })
+
+  it('viewRowKey: one key per (pk, cc), whatever the bytes and wherever pk ends', () => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i)
+    assert.equal(latin1Of(all.subarray(250, 256)), String.fromCharCode(250, 251, 252, 253, 254, 255))
+    const keys = new Set<string>()
+    const bytes = [0x00, 0x2f, 0x61, 0xff]
+    // Every split of every byte string up to 4 bytes long into (pk, cc): all distinct.
+    let count = 0
+    const strings: number[][] = [[]]
+    for (let n = 1; n <= 4; n++) for (const s of strings.filter((x) => x.length === n - 1)) for (const b of bytes) strings.push([...s, b])
+    for (const s of strings) {
+      for (let split = 0; split <= s.length; split++) {
+        keys.add(viewRowKey(Uint8Array.from(s.slice(0, split)), Uint8Array.from(s.slice(split))))
+        count++
+      }
+    }
+    assert.equal(keys.size, count)
+    const big = new Uint8Array(300).fill(7)
+    assert.notEqual(viewRowKey(big.subarray(0, 256), big.subarray(256)), viewRowKey(big.subarray(0, 0), big), 'a pk of 256 bytes is not an empty one')
   })
 
   it('hexOf: the hex of exactly the viewed bytes (a view into a larger buffer, empty)', () => {

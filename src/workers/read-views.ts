@@ -5,7 +5,7 @@
 import type { ResolvedView } from '../shared/appdef/types.js'
 import type { Row, ViewRange } from '../shared/appdef/state.js'
 import { viewPk } from '../shared/layout.js'
-import { compareBytes, hexOf } from '../shared/storage/keys.js'
+import { compareBytes, latin1Of } from '../shared/storage/keys.js'
 import type { IAppStorage, StorageRow } from '../shared/storage/types.js'
 import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, viewRowKeys } from '../shared/view-codec.js'
 
@@ -21,8 +21,13 @@ export type ViewStaging = Map<string, StagedViewRow>
 /** Why 10,000: one extension read stays a few MiB; more is a scan that belongs in a query. */
 export const VIEW_READ_ROWS_MAX = 10_000
 
+/**
+ * A view row's map key: pk's length (one UTF-16 unit: pk has at most 0xffff bytes), then pk's
+ * and cc's bytes one char each (latin1). Unique per (pk, cc), opaque, and half as long as hex,
+ * so it is cheaper to build and to hash (a staged row is looked up by it on every view read).
+ */
 export function viewRowKey(pk: Uint8Array, cc: Uint8Array): string {
-  return hexOf(pk) + '/' + hexOf(cc)
+  return String.fromCharCode(pk.length) + latin1Of(pk) + latin1Of(cc)
 }
 
 export function readViewRange(

@@ -212,6 +212,13 @@ export function hexOf(bytes: Uint8Array): string {
   return hexSlice.call(bytes, 0, bytes.length)
 }
 
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice
+
+/** The bytes as a string of one char each (latin1), read in place: compact map keys of byte strings. */
+export function latin1Of(bytes: Uint8Array): string {
+  return latin1Slice.call(bytes, 0, bytes.length)
+}
+
 /** Unsigned lexicographic order, the order every backend uses for keys. */
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   // Buffer.compare accepts any Uint8Array and runs natively (memcmp).

@@ -137,6 +137,18 @@ describe('storage keys: tuple encoding', () => {
     assert.equal(decoded[8]!.value, '')
     assert.equal(hex(decoded[9]!.value as Uint8Array), '00ff0001')
   })
+  it('ints decode to the number or bigint they were, around every word and safe-integer boundary', () => {
+    const edges = [0n, 1n, -1n, 2n ** 31n, -(2n ** 31n), 2n ** 32n - 1n, 2n ** 32n, -(2n ** 32n), 2n ** 53n - 1n, -(2n ** 53n - 1n), 2n ** 53n, -(2n ** 53n), 2n ** 62n, -(2n ** 63n), 2n ** 63n - 1n]
+    for (const e of edges) {
+      for (const v of [e - 1n, e, e + 1n]) {
+        if (v < -(2n ** 63n) || v > 2n ** 63n - 1n) continue
+        const [part] = decodeKeyTuple(encodeKeyTuple([{ type: 'int', value: v }]), ['int'])
+        const safe = v >= -(2n ** 53n - 1n) && v <= 2n ** 53n - 1n
+        assert.equal(part!.value, safe ? Number(v) : v, `${v}`)
+      }
+    }
+  })
+
   it('ints encode the same from number and bigint; strings escape 0x00 and end with 0x00 0x01', () => {
     assert.equal(hex(encodeKeyTuple([{ type: 'int', value: -1 }])), hex(encodeKeyTuple([{ type: 'int', value: -1n }])))
     assert.equal(hex(encodeKeyTuple([{ type: 'int', value: 0 }])), '8000000000000000')

@@ -344,15 +344,15 @@ function encodeInt64(value: number | bigint, index: number): Uint8Array {
 }
 
 function decodeInt64(bytes: Uint8Array, offset: number): number | bigint {
-  const copy = Uint8Array.prototype.slice.call(bytes, offset, offset + 8)
-  copy[0] = copy[0]! ^ 0x80
-  const view = new DataView(copy.buffer)
-  const high = view.getInt32(0)
+  // From the bytes by arithmetic: a copy with a DataView over its buffer made V8 move the
+  // copy's bytes off its heap (an allocation and a free per decoded int).
+  const high = ((bytes[offset]! ^ 0x80) << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!
+  const low = ((bytes[offset + 4]! << 24) | (bytes[offset + 5]! << 16) | (bytes[offset + 6]! << 8) | bytes[offset + 7]!) >>> 0
   if (high >= SAFE_HIGH_WORD_MIN && high <= SAFE_HIGH_WORD_MAX) {
-    const n = high * U32_RANGE + view.getUint32(4)
+    const n = high * U32_RANGE + low
     if (Number.isSafeInteger(n)) return n
   }
-  return view.getBigInt64(0)
+  return BigInt(high) * BigInt(U32_RANGE) + BigInt(low)
 }
 
 // IEEE 754 order trick: positive floats get the sign bit set, negative floats get every bit

@@ -7,11 +7,7 @@ import { describe, it } from 'node:test'
 import type { AppDef } from '../src/shared/appdef/types.js'
 import { SYSTEM_OWNER } from '../src/shared/authz.js'
 import { Op, ReplyFormat, type EngineRequest } from '../src/shared/engine-messages.js'
-import { openStorageProvider } from '../src/shared/storage/index.js'
-import { committerFor } from '../src/workers/command/commit.js'
-import { PartitionState } from '../src/workers/command/partition-state.js'
-import { CommandProcessor, type BatchStats } from '../src/workers/command/processor.js'
-import { BuiltinRunner } from '../src/workers/extensions.js'
+import { withMemProcessor } from './helpers/processor.js'
 
 const REFS_URL = new URL('./fixtures/apps/refs.js', import.meta.url).href
 const WSID = 1_000_003
@@ -26,15 +22,7 @@ const json = (body: Uint8Array): { newIDs?: Record<string, number>; code?: strin
 describe('ref fields of records', () => {
   it('must name a record of the workspace, stored or created in the same request', async () => {
     const app = (await import(REFS_URL)).default as AppDef
-    const provider = await openStorageProvider({ kind: 'mem' })
-    try {
-      const storage = await provider.appStorage(app.qname)
-      const part = new PartitionState(storage, 0, { wsHeadsCachedMax: 100, recordsCachedMax: 100 })
-      const processor = new CommandProcessor(app, part, storage, {
-        idempotencyTtlSeconds: 60, committer: committerFor(storage, 0, true), onInternalError: (_s, e) => { throw e },
-      }, new BuiltinRunner())
-      const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0, executeMs: 0 }
-      const one = async (r: EngineRequest) => (await processor.processBatch([r], stats))[0]!
+    await withMemProcessor(app, async ({ part, one }) => {
       const owner = json((await one(request(Op.DOC_CREATE, 'refs.Owner', { name: 'ann' }))).body).newIDs!['1']!
 
       const ok = await one(request(Op.DOC_CREATE, 'refs.Pet', { name: 'rex', owner }))
@@ -61,8 +49,6 @@ describe('ref fields of records', () => {
       const dangling = await one(request(Op.COMMAND, 'refs.Adopt', { cuds: cuds(owner + 3000) }))
       assert.equal(dangling.status, 400)
       assert.equal(json(dangling.body).code, 'VALIDATION')
-    } finally {
-      await provider.close()
-    }
+    })
   })
 })

@@ -9,12 +9,8 @@ import { describe, it } from 'node:test'
 import type { AppDef } from '../src/shared/appdef/types.js'
 import { SYSTEM_OWNER } from '../src/shared/authz.js'
 import { Op, ReplyFormat, type EngineRequest } from '../src/shared/engine-messages.js'
-import { openStorageProvider } from '../src/shared/storage/index.js'
 import { viewRowKeys } from '../src/shared/view-codec.js'
-import { committerFor } from '../src/workers/command/commit.js'
-import { PartitionState } from '../src/workers/command/partition-state.js'
-import { CommandProcessor, type BatchStats } from '../src/workers/command/processor.js'
-import { BuiltinRunner } from '../src/workers/extensions.js'
+import { withMemProcessor } from './helpers/processor.js'
 
 const APP_URL = new URL('./fixtures/apps/sync-projectors.js', import.meta.url).href
 const WSID = 1_000_005
@@ -31,21 +27,14 @@ describe('sync projectors', () => {
   it('run once each, in order, sync or async; a throw or a rejection fails the command and stages nothing of it', async () => {
     const mod = (await import(APP_URL)) as { default: AppDef; calls: string[] }
     const app = mod.default
-    const provider = await openStorageProvider({ kind: 'mem' })
-    try {
-      const storage = await provider.appStorage(app.qname)
-      const part = new PartitionState(storage, 0, { wsHeadsCachedMax: 100, recordsCachedMax: 100 })
-      const processor = new CommandProcessor(app, part, storage, {
-        idempotencyTtlSeconds: 60, committer: committerFor(storage, 0, true), onInternalError: (_s, e) => { throw e },
-      }, new BuiltinRunner())
-      const stats: BatchStats = { commands: 0, committed: 0, commitMs: 0, executeMs: 0 }
+    await withMemProcessor(app, async ({ storage, part, batch }) => {
       const logRow = async (by: string, offset: number, mode = 'ok') => {
         const { pk, cc } = viewRowKeys(app.views.get('sp.Log')!, WSID, { by, mode, offset })
         return storage.get(pk, cc)
       }
 
       mod.calls.splice(0)
-      const [ok] = await processor.processBatch([run('ok')], stats)
+      const [ok] = await batch([run('ok')])
       assert.equal(ok!.status, 200, Buffer.from(ok!.body).toString())
       assert.deepEqual(mod.calls, ALL, 'the command\'s projectors in order; Third once though triggered twice')
       const wo = json(ok!.body).currentWLogOffset!
@@ -54,7 +43,7 @@ describe('sync projectors', () => {
       // A batch of three: the middle one fails in a synchronous projector, the last in an async one.
       mod.calls.splice(0)
       const offset = part.plogOffset
-      const [a, thrown, rejected, b] = await processor.processBatch([run('ok'), run('throw'), run('reject'), run('ok')], stats)
+      const [a, thrown, rejected, b] = await batch([run('ok'), run('throw'), run('reject'), run('ok')])
       assert.deepEqual([a!.status, thrown!.status, rejected!.status, b!.status], [200, 409, 409, 200])
       assert.match(json(thrown!.body).message!, /first threw/)
       assert.match(json(rejected!.body).message!, /second rejected/)
@@ -71,8 +60,6 @@ describe('sync projectors', () => {
       for (const mode of ['throw', 'reject']) {
         for (const by of ALL) assert.equal(await logRow(by, woA + 1, mode), undefined, `no ${by} row of the command that ${mode === 'throw' ? 'threw' : 'rejected'}`)
       }
-    } finally {
-      await provider.close()
-    }
+    })
   })
 })

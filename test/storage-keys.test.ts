@@ -6,7 +6,7 @@ import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
 import { KeyWriter } from '../src/shared/storage/keys.js'
 import { defineApp, definePackage } from '../src/shared/appdef/define.js'
 import { encodeCcTuple, encodePkTuple, viewRowKeys } from '../src/shared/view-codec.js'
-import { viewRowKey } from '../src/workers/read-views.js'
+import { RowKeyMemo, viewRowKey } from '../src/workers/read-views.js'
 import { latin1Of } from '../src/shared/storage/keys.js'
 import {
   actualizerOffsetKey, collectionPk, grantsKey, idempotencyKey, loginKey, partitionHeadKey, plogKey, recordCc, recordsPk, viewPk, wlogKey, wsHeadKey,
@@ -271,6 +271,40 @@ describe('storage keys: the layout bytes (stored data depends on them)', () => {
     assert.equal(keys.size, count)
     const big = new Uint8Array(300).fill(7)
     assert.notEqual(viewRowKey(big.subarray(0, 256), big.subarray(256)), viewRowKey(big.subarray(0, 0), big), 'a pk of 256 bytes is not an empty one')
+  })
+
+  it('RowKeyMemo: the same keys for the same row asked again, fresh keys for any other', () => {
+    const app = defineApp('test/memo', {
+      packages: [definePackage('m', {
+        views: {
+          Totals: { key: { pk: ['account'], cc: ['day'] }, fields: { account: 'ref', day: 'int32', total: 'int64' } },
+          Names: { key: { pk: ['name'], cc: [] }, fields: { name: 'varchar', n: 'int64' } },
+        },
+      })],
+    })
+    const totals = app.views.get('m.Totals')!
+    const memo = new RowKeyMemo()
+    const expect = (wsid: number, key: Record<string, unknown>) => {
+      const { pk, cc } = viewRowKeys(totals, wsid, key)
+      return { pk: hex(pk), cc: hex(cc), mapKey: viewRowKey(pk, cc) }
+    }
+    const shown = (k: { pk: Uint8Array; cc: Uint8Array; mapKey: string }) => ({ pk: hex(k.pk), cc: hex(k.cc), mapKey: k.mapKey })
+    const first = memo.of(totals, 5, { account: 70_000, day: 3 })
+    assert.deepEqual(shown(first), expect(5, { account: 70_000, day: 3 }))
+    assert.equal(memo.of(totals, 5, { account: 70_000, day: 3 }), first, 'a new key object with the same values: the kept keys')
+    for (const [wsid, key] of [[6, { account: 70_000, day: 3 }], [5, { account: 70_001, day: 3 }], [5, { account: 70_000, day: 4 }]] as const) {
+      const k = memo.of(totals, wsid, key)
+      assert.notEqual(k, first)
+      assert.deepEqual(shown(k), expect(wsid, key))
+    }
+    assert.throws(() => memo.of(totals, 5, { account: 70_000, day: 2 ** 40 }), VvmError, 'a new key is validated')
+    // Key parts are validated plain values; a refused ask leaves the kept keys as they were.
+    const names = app.views.get('m.Names')!
+    const a1 = memo.of(names, 5, { name: 'ann' })
+    assert.equal(memo.of(names, 5, { name: 'ann' }), a1)
+    assert.throws(() => memo.of(names, 5, { name: { toString: () => 'ann' } }), VvmError)
+    assert.equal(memo.of(names, 5, { name: 'ann' }), a1)
+    assert.notEqual(memo.of(names, 5, { name: 'bob' }), a1)
   })
 
   it('hexOf: the hex of exactly the viewed bytes (a view into a larger buffer, empty)', () => {

@@ -36,16 +36,68 @@ export function readViewRange(
   return storage.read(pk, { ccFrom, ccTo, limit, reverse })
 }
 
+/** A view row's storage keys and its map key (`viewRowKey`). */
+export interface RowKeys {
+  readonly pk: Uint8Array
+  readonly cc: Uint8Array
+  readonly mapKey: string
+}
+
+/**
+ * The keys of the last view row asked for, kept for the next ask of the same row: a projector's
+ * read-modify-write (`viewGet` then `viewPut` of one key) builds and hashes them once. Only keys
+ * of plain values are kept (a byte-array key part could change in place between the calls).
+ */
+export class RowKeyMemo {
+  private view: ResolvedView | undefined
+  private wsid = 0
+  private readonly values: unknown[] = []
+  private keys: RowKeys | undefined
+
+  of(view: ResolvedView, wsid: number, key: Row): RowKeys {
+    if (this.keys !== undefined && view === this.view && wsid === this.wsid && this.sameValues(view, key)) return this.keys
+    const { pk, cc } = viewRowKeys(view, wsid, key)
+    const keys: RowKeys = { pk, cc, mapKey: viewRowKey(pk, cc) }
+    this.keys = undefined
+    this.values.length = 0
+    for (const f of view.pk) if (!this.keep(key[f.name])) return keys
+    for (const f of view.cc) if (!this.keep(key[f.name])) return keys
+    this.view = view
+    this.wsid = wsid
+    this.keys = keys
+    return keys
+  }
+
+  private keep(v: unknown): boolean {
+    if (typeof v === 'object' || typeof v === 'function') return false
+    this.values.push(v)
+    return true
+  }
+
+  private sameValues(view: ResolvedView, key: Row): boolean {
+    let i = 0
+    for (const f of view.pk) if (key[f.name] !== this.values[i++]) return false
+    for (const f of view.cc) if (key[f.name] !== this.values[i++]) return false
+    return true
+  }
+}
+
 /** One row by full key: the newest staging first, then storage. */
-export async function getMergedView(storage: IAppStorage, stagings: readonly ViewStaging[], view: ResolvedView, wsid: number, key: Row): Promise<Row | undefined> {
-  const { pk, cc } = viewRowKeys(view, wsid, key)
-  const k = viewRowKey(pk, cc)
+export async function getMergedView(
+  storage: IAppStorage, stagings: readonly ViewStaging[], view: ResolvedView, wsid: number, key: Row, memo?: RowKeyMemo,
+): Promise<Row | undefined> {
+  const { pk, cc, mapKey: k } = memo === undefined ? rowKeysOf(view, wsid, key) : memo.of(view, wsid, key)
   for (let i = stagings.length - 1; i >= 0; i--) {
     const s = stagings[i]!.get(k)
     if (s !== undefined) return decodeViewRow(view, key, cc, s.value)
   }
   const bytes = await storage.get(pk, cc)
   return bytes === undefined ? undefined : decodeViewRow(view, key, cc, bytes)
+}
+
+function rowKeysOf(view: ResolvedView, wsid: number, key: Row): RowKeys {
+  const { pk, cc } = viewRowKeys(view, wsid, key)
+  return { pk, cc, mapKey: viewRowKey(pk, cc) }
 }
 
 /** Rows of one partition key in clustering order, storage merged with stagings (oldest first). */

@@ -11,9 +11,9 @@ import type { AppDef, ProjectorEvent, ResolvedProjector } from '../../shared/app
 import type { Principal, ProjectorState, Row } from '../../shared/appdef/state.js'
 import { actualizerOffsetKey, decodeStored, encodeStored, plogKey, type StoredEvent } from '../../shared/layout.js'
 import type { BatchItem, IAppStorage } from '../../shared/storage/types.js'
-import { encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
+import { encodeViewValue } from '../../shared/view-codec.js'
 import { isPromiseLike, type ExtensionRunner } from '../extensions.js'
-import { viewRowKey, type ViewStaging } from '../read-views.js'
+import { RowKeyMemo, getMergedView, type ViewStaging } from '../read-views.js'
 import { StorageReadState } from '../query/query-processor.js'
 
 export interface ActualizerOptions {
@@ -178,14 +178,21 @@ const SYSTEM_PRINCIPAL: Principal = { login: '', roles: [] }
 /** The state an async projector sees: committed records, views merged with its batch. */
 
 class ActualizerState extends StorageReadState implements ProjectorState {
+  /** A projector's viewGet then viewPut of one row builds its keys once. */
+  private readonly keys = new RowKeyMemo()
+
   constructor(app: AppDef, storage: IAppStorage, wsid: number, readonly staging: ViewStaging) {
     super(app, storage, wsid, SYSTEM_PRINCIPAL, [staging])
   }
 
+  override viewGet(view: string, key: Row): Promise<Row | undefined> {
+    return getMergedView(this.storage, this.stagings, this.view(view), this.wsid, key, this.keys)
+  }
+
   viewPut(view: string, key: Row, value: Row): void {
     const v = this.view(view)
-    const { pk, cc } = viewRowKeys(v, this.wsid, key)
-    this.staging.set(viewRowKey(pk, cc), { pk, cc, value: encodeViewValue(v, value) })
+    const { pk, cc, mapKey } = this.keys.of(v, this.wsid, key)
+    this.staging.set(mapKey, { pk, cc, value: encodeViewValue(v, value) })
   }
 }
 

@@ -10,7 +10,7 @@ import { toRecordRow, type StoredRecord, type StoredWsHead } from '../../shared/
 import { decodeViewRow, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
 import { recordKey, type PartitionState } from './partition-state.js'
 import { Staging } from './staging.js'
-import { getMergedView, readMergedView, viewRowKey } from '../read-views.js'
+import { RowKeyMemo, getMergedView, readMergedView, viewRowKey } from '../read-views.js'
 
 /** What `recordNow` / `viewNow` answer when only storage can tell. */
 export const NOT_CACHED: unique symbol = Symbol('not cached')
@@ -22,6 +22,8 @@ export class CommandTx implements CommandState, ProjectorState {
   readonly staged = new Staging()
   private head: StoredWsHead | undefined
   createdCount = 0
+  /** Made by the first viewGet: a read-modify-write of one row then builds its keys once. */
+  private keys: RowKeyMemo | undefined
   /** The caller with its roles in this workspace, as the authorize stage resolved them. */
   principal: Principal = ANONYMOUS
 
@@ -124,7 +126,8 @@ export class CommandTx implements CommandState, ProjectorState {
   }
 
   async viewGet(view: string, key: Row): Promise<Row | undefined> {
-    return getMergedView(this.part.storage, [...this.batch.viewLayers(), this.staged.views], this.view(view), this.wsid, key)
+    this.keys ??= new RowKeyMemo()
+    return getMergedView(this.part.storage, [...this.batch.viewLayers(), this.staged.views], this.view(view), this.wsid, key, this.keys)
   }
 
   viewRead(view: string, pkRow: Row, range: ViewRange = {}): AsyncIterable<Row> {
@@ -133,6 +136,11 @@ export class CommandTx implements CommandState, ProjectorState {
 
   viewPut(view: string, key: Row, value: Row): void {
     const v = this.view(view)
+    if (this.keys !== undefined) {
+      const { pk, cc, mapKey } = this.keys.of(v, this.wsid, key)
+      this.staged.views.set(mapKey, { pk, cc, value: encodeViewValue(v, value) })
+      return
+    }
     const { pk, cc } = viewRowKeys(v, this.wsid, key)
     this.staged.views.set(viewRowKey(pk, cc), { pk, cc, value: encodeViewValue(v, value) })
   }

@@ -7,7 +7,11 @@
 // inlining changes and would hide a change's effect. JIT code is named from the perf map that
 // `--perf-basic-prof` writes.
 //
-//   npx tsc -p . && node dist/bench/instructions.js [--batches 250] [--batch 32] [--top 25] [--json]
+// The default runs are 500 and 1,000 batches (~4 minutes): with 250 and 500 the window still
+// caught much of TurboFan's work on the hot functions and the same build moved by ~1.3 %; with
+// 500 and 1,000 it moves by ~0.4 % (docs/benchmarks.md, eighth session).
+//
+//   npx tsc -p . && node dist/bench/instructions.js [--batches 500] [--batch 32] [--top 25] [--inclusive] [--actualizers] [--json]
 
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -18,7 +22,7 @@ import { parseArgs, promisify } from 'node:util'
 
 const run = promisify(execFile)
 const COMMAND_PATH_JS = fileURLToPath(new URL('./command-path.js', import.meta.url))
-/** callgrind is ~50x slower than native: a run of 500 batches takes about a minute here. */
+/** callgrind is ~50x slower than native: a run of 1,000 batches takes about two minutes here. */
 const RUN_TIMEOUT_MS = 20 * 60_000
 /** Output of callgrind_annotate kept in memory; a whole-program listing is a few MiB. */
 const ANNOTATE_BYTES_MAX = 256 * 1024 * 1024
@@ -170,7 +174,7 @@ async function missingTool(): Promise<string | undefined> {
 async function main(): Promise<number> {
   const { values: o } = parseArgs({
     options: {
-      batches: { type: 'string', default: '250' },
+      batches: { type: 'string', default: '500' },
       batch: { type: 'string', default: '32' },
       top: { type: 'string', default: '25' },
       json: { type: 'boolean', default: false },
@@ -184,7 +188,7 @@ async function main(): Promise<number> {
 
   node dist/bench/instructions.js [--batches N] [--batch N] [--top N] [--inclusive] [--actualizers] [--json]
 
-  --batches      batches of the shorter run (default 250); the longer runs twice as many
+  --batches      batches of the shorter run (default 500); the longer runs twice as many
   --batch        deposits per batch (default 32)
   --top          functions listed (default 25)
   --inclusive    also the project's own JS functions with all they call (per command)

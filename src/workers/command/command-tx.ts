@@ -66,7 +66,7 @@ export class CommandTx implements CommandState, ProjectorState {
   /** The staged or cached record, without I/O; undefined when absent or only storage can tell. */
   private storedRecordNow(id: number): StoredRecord | undefined {
     const k = recordKey(this.wsid, id)
-    return this.staged.records.get(k)?.rec ?? this.batch.recordOf(k)?.rec ?? this.part.cachedRecord(this.wsid, id)
+    return this.staged.records.get(k)?.rec ?? this.batch.recordOf(k)?.rec ?? this.part.cachedRecord(this.wsid, id, k)
   }
 
   /**

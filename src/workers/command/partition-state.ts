@@ -118,8 +118,8 @@ export class PartitionState {
   }
 
   /** The committed record if it is cached, without I/O; undefined when only storage can tell. */
-  cachedRecord(wsid: number, id: number): StoredRecord | undefined {
-    return this.records.get(recordKey(wsid, id))
+  cachedRecord(wsid: number, id: number, key: string = recordKey(wsid, id)): StoredRecord | undefined {
+    return this.records.get(key)
   }
 
   /** The roles sys.GrantRole stored for a login in a workspace (committed). */

@@ -56,8 +56,7 @@ export class RowKeyMemo {
 
   of(view: ResolvedView, wsid: number, key: Row): RowKeys {
     if (this.keys !== undefined && view === this.view && wsid === this.wsid && this.sameValues(view, key)) return this.keys
-    const { pk, cc } = viewRowKeys(view, wsid, key)
-    const keys: RowKeys = { pk, cc, mapKey: viewRowKey(pk, cc) }
+    const keys = rowKeysOf(view, wsid, key)
     this.keys = undefined
     this.values.length = 0
     for (const f of view.pk) if (!this.keep(key[f.name])) return keys
@@ -95,7 +94,8 @@ export async function getMergedView(
   return bytes === undefined ? undefined : decodeViewRow(view, key, cc, bytes)
 }
 
-function rowKeysOf(view: ResolvedView, wsid: number, key: Row): RowKeys {
+/** A view row's keys, built afresh (validating the key). */
+export function rowKeysOf(view: ResolvedView, wsid: number, key: Row): RowKeys {
   const { pk, cc } = viewRowKeys(view, wsid, key)
   return { pk, cc, mapKey: viewRowKey(pk, cc) }
 }

@@ -163,25 +163,18 @@ class LevelAppStorage implements IAppStorage {
         batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
       }
     }
+    const inline = options?.inline === true && writeNow !== undefined && context !== undefined
     try {
-      if (packed !== undefined) {
-        // The native batch holds the puts; abstract-level's own count stays 0, so its write()
-        // would skip them: the write goes to the binding, as abstract-level's _write does.
-        try {
-          putPacked!(context, packed.bytes, packed.length)
-          if (options?.inline === true && writeNow !== undefined) writeNow(context, sync)
-          else await binding.batch_write(context, sync)
-        } finally {
-          await batch.close()
-        }
-        return
-      }
-      if (options?.inline !== true || writeNow === undefined || context === undefined) {
+      if (packed === undefined && !inline) {
         await batch.write(sync)
         return
       }
+      // Packed puts sit in the native batch while abstract-level's own count stays 0, so its
+      // write() would skip them: the write goes to the binding, as abstract-level's _write does.
       try {
-        writeNow(context, sync)
+        if (packed !== undefined) putPacked!(context, packed.bytes, packed.length)
+        if (inline) writeNow!(context, sync)
+        else await binding.batch_write(context, sync)
       } finally {
         await batch.close()
       }

@@ -7,10 +7,10 @@ import { ANONYMOUS } from '../../shared/authz.js'
 import { validateFields } from '../../shared/appdef/validate.js'
 import { NotFoundError, ValidationError, VvmError } from '../../shared/errors.js'
 import { toRecordRow, type StoredRecord, type StoredWsHead } from '../../shared/layout.js'
-import { decodeViewRow, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
+import { decodeViewRow, encodeViewValue } from '../../shared/view-codec.js'
 import { recordKey, type PartitionState } from './partition-state.js'
 import { Staging } from './staging.js'
-import { RowKeyMemo, getMergedView, readMergedView, viewRowKey } from '../read-views.js'
+import { RowKeyMemo, getMergedView, readMergedView, rowKeysOf } from '../read-views.js'
 
 /** What `recordNow` / `viewNow` answer when only storage can tell. */
 export const NOT_CACHED: unique symbol = Symbol('not cached')
@@ -82,9 +82,8 @@ export class CommandTx implements CommandState, ProjectorState {
   /** `viewGet` without I/O: a row staged by this command, its batch or the batch in commit, else NOT_CACHED. */
   viewNow(view: string, key: Row): Row | typeof NOT_CACHED {
     const v = this.view(view)
-    const { cc, pk } = viewRowKeys(v, this.wsid, key)
-    const k = viewRowKey(pk, cc)
-    const s = this.staged.views.get(k) ?? this.batch.viewOf(k)
+    const { cc, mapKey } = rowKeysOf(v, this.wsid, key)
+    const s = this.staged.views.get(mapKey) ?? this.batch.viewOf(mapKey)
     return s === undefined ? NOT_CACHED : decodeViewRow(v, key, cc, s.value)
   }
 
@@ -136,13 +135,8 @@ export class CommandTx implements CommandState, ProjectorState {
 
   viewPut(view: string, key: Row, value: Row): void {
     const v = this.view(view)
-    if (this.keys !== undefined) {
-      const { pk, cc, mapKey } = this.keys.of(v, this.wsid, key)
-      this.staged.views.set(mapKey, { pk, cc, value: encodeViewValue(v, value) })
-      return
-    }
-    const { pk, cc } = viewRowKeys(v, this.wsid, key)
-    this.staged.views.set(viewRowKey(pk, cc), { pk, cc, value: encodeViewValue(v, value) })
+    const { pk, cc, mapKey } = this.keys?.of(v, this.wsid, key) ?? rowKeysOf(v, this.wsid, key)
+    this.staged.views.set(mapKey, { pk, cc, value: encodeViewValue(v, value) })
   }
 
   table(qname: string): ResolvedTable {

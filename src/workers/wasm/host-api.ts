@@ -20,10 +20,10 @@ import { validateFields } from '../../shared/appdef/validate.js'
 import { NotFoundError, VvmError } from '../../shared/errors.js'
 import { compareBytes, hexOf } from '../../shared/storage/keys.js'
 import { viewPk } from '../../shared/layout.js'
-import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, encodeViewValue, viewRowKeys } from '../../shared/view-codec.js'
+import { ccPrefixLength, decodeViewRow, encodeCcTuple, encodePkTuple, encodeViewValue } from '../../shared/view-codec.js'
 import { CommandTx, NOT_CACHED } from '../command/command-tx.js'
 import type { ProcessorKind } from '../extensions.js'
-import { VIEW_READ_ROWS_MAX, viewRowKey } from '../read-views.js'
+import { VIEW_READ_ROWS_MAX, rowKeysOf } from '../read-views.js'
 
 /** Host operations: the `op` of `vvm.host(op, ptr, len)`. Payloads and replies are MessagePack. */
 export const HostOp = {
@@ -180,8 +180,8 @@ export class HostSession {
       const v = this.view(asString(view, 'view', this.qname))
       const k = asRow(key, 'key', this.qname)
       const val = asRow(value, 'value', this.qname)
-      const { pk, cc } = viewRowKeys(v, this.wsid, k)
-      this.viewPuts.set(viewRowKey(pk, cc), { view: v, key: k, pk, cc, value: encodeViewValue(v, val) })
+      const { pk, cc, mapKey } = rowKeysOf(v, this.wsid, k)
+      this.viewPuts.set(mapKey, { view: v, key: k, pk, cc, value: encodeViewValue(v, val) })
       this.writes.push({ op, view: v.qname, key: k, value: val })
     } else {
       throw abiError(this.qname, `operation ${String(op)} is not a write`)
@@ -264,8 +264,7 @@ export class HostSession {
 
   private viewGet(view: string, key: Row): Row | undefined {
     const v = this.view(view)
-    const { pk, cc } = viewRowKeys(v, this.wsid, key)
-    const k = viewRowKey(pk, cc)
+    const { cc, mapKey: k } = rowKeysOf(v, this.wsid, key)
     const put = this.viewPuts.get(k)
     if (put !== undefined) return decodeViewRow(v, key, cc, put.value)
     if (this.views.has(k)) return this.views.get(k)

@@ -12,6 +12,7 @@
 
 import { parseArgs } from 'node:util'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
+import { waitAsyncHeld } from '../src/shared/ring/spsc-ring.js'
 
 interface Probe {
   sab: SharedArrayBuffer
@@ -54,12 +55,8 @@ async function waitTurn(s: Int32Array, value: number, async: boolean): Promise<v
     Atomics.wait(s, TURN, value, PEER_WAIT_MS)
     return
   }
-  const w = Atomics.waitAsync(s, TURN, value, PEER_WAIT_MS)
-  if (!w.async) return
-  // waitAsync alone does not keep the event loop alive (as in spsc-ring.ts).
-  const hold = setTimeout(() => {}, PEER_WAIT_MS + 1000)
-  await w.value
-  clearTimeout(hold)
+  // As the rings wait (spsc-ring.ts).
+  await waitAsyncHeld(s, TURN, value, PEER_WAIT_MS)
 }
 
 function pauseFor(us: number): void {

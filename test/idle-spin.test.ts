@@ -1,15 +1,17 @@
 // The partition worker's idle spin (--partition-spin-us): polling catches a frame another thread
 // publishes, gives up after its length, turns itself off when requests come later than that and
 // back on when they come sooner; a server with the option answers commands right and counts
-// the spins, one without never spins.
+// the spins, one without never spins. The blocking wait after a batch (--partition-block-ms):
+// it catches requests that come one at a time, and the worker's timers still run while a
+// stream of them keeps it blocking (the async projection follows the stream).
 
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { RingConsumer, createRing } from '../src/shared/ring/spsc-ring.js'
-import { IdleSpin } from '../src/workers/idle-spin.js'
+import { IdleBlock, IdleSpin } from '../src/workers/idle-spin.js'
 import { balanceOf, createAccount, http, startTestServer, type TestServer } from './helpers/server.js'
-import { metric } from './helpers/subscriptions.js'
+import { metric, until } from './helpers/subscriptions.js'
 
 describe('IdleSpin', () => {
   it('is off with a length of 0', () => {
@@ -97,5 +99,87 @@ describe('a server with --partition-spin-us', () => {
     const account = await depositOneAtATime(plain, 40)
     assert.equal(await balanceOf(plain.ws(1), account), 40)
     assert.equal(await metric(plain, 'vvm_partition_idle_spins_caught_total') + await metric(plain, 'vvm_partition_idle_spins_missed_total'), 0)
+  })
+})
+
+describe('IdleBlock', () => {
+  it('is off with a length of 0', () => {
+    assert.equal(new IdleBlock(0).enabled, false)
+  })
+
+  it('asks for a turn of the event loop once it had none for the length of a wait', () => {
+    const b = new IdleBlock(20)
+    assert.equal(b.turnDue(), false)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25)
+    assert.equal(b.turnDue(), true)
+    b.turned()
+    assert.equal(b.turnDue(), false)
+  })
+})
+
+describe('a server with --partition-block-ms', () => {
+  let blocking: TestServer
+  let plain: TestServer
+  before(async () => {
+    // A wait far longer than the test's round trip, so that it catches requests on a busy machine.
+    blocking = await startTestServer(['--partitions', '1', '--partition-block-ms', '20'])
+    plain = await startTestServer(['--partitions', '1', '--partition-block-ms', '0'])
+  })
+  after(async () => {
+    await blocking?.close()
+    await plain?.close()
+  })
+
+  const deposit = async (t: TestServer, account: number): Promise<void> => {
+    const r = await http('POST', `${t.ws(1)}/commands/bank.Deposit`, { args: { account, amount: 1 } })
+    assert.equal(r.status, 200, JSON.stringify(r.body))
+  }
+  const movements = async (t: TestServer, account: number): Promise<number> => {
+    const r = await http('GET', `${t.ws(1)}/views/bank.DailyTotals?where=${encodeURIComponent(JSON.stringify({ account }))}`)
+    assert.equal(r.status, 200, JSON.stringify(r.body))
+    return (r.body.results as { movements: number }[]).reduce((n, row) => n + row.movements, 0)
+  }
+
+  it('answers commands one at a time, most of them caught by the blocking wait', async () => {
+    const account = await createAccount(blocking.ws(1), 'block')
+    const before = await metric(blocking, 'vvm_partition_idle_blocks_caught_total')
+    for (let i = 0; i < 40; i++) await deposit(blocking, account)
+    assert.equal(await balanceOf(blocking.ws(1), account), 40)
+    const caught = await metric(blocking, 'vvm_partition_idle_blocks_caught_total') - before
+    assert.ok(caught >= 20, `blocking waits caught ${caught} of 40 requests`)
+  })
+
+  it('runs the worker timers while a stream of commands keeps it blocking: the async projection follows', async () => {
+    const account = await createAccount(blocking.ws(1), 'stream')
+    const caught0 = await metric(blocking, 'vvm_partition_idle_blocks_caught_total')
+    let sent = 0
+    let streaming = true
+    const stream = (async () => {
+      while (streaming) {
+        await deposit(blocking, account)
+        sent++
+      }
+    })()
+    try {
+      // The projector runs from the actualizer's flush timer (5 ms after a commit): it must
+      // catch up with the stream while the stream goes on, not only once it stops.
+      await until(async () => sent >= 50, 'the stream to start')
+      const target = sent
+      await until(async () => (await movements(blocking, account)) >= target, `the projection to reach ${target} deposits during the stream`, 5_000)
+      assert.ok(streaming)
+    } finally {
+      streaming = false
+      await stream
+    }
+    const caught = await metric(blocking, 'vvm_partition_idle_blocks_caught_total') - caught0
+    assert.ok(caught >= sent / 2, `the stream kept the worker blocking: ${caught} of ${sent} requests caught`)
+    await until(async () => (await movements(blocking, account)) === sent, 'the projection of every deposit')
+  })
+
+  it('never blocks with 0', async () => {
+    const account = await createAccount(plain.ws(1), 'plain')
+    for (let i = 0; i < 20; i++) await deposit(plain, account)
+    assert.equal(await balanceOf(plain.ws(1), account), 20)
+    assert.equal(await metric(plain, 'vvm_partition_idle_blocks_caught_total') + await metric(plain, 'vvm_partition_idle_blocks_missed_total'), 0)
   })
 })

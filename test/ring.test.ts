@@ -89,4 +89,75 @@ describe('SPSC ring', () => {
     assert.equal(next, count)
     await w.terminate()
   })
+
+  it('a waitForData ends at its timeout without data, and when data is published', async () => {
+    const shape = createRing(1024)
+    const c = new RingConsumer(shape)
+    const t0 = performance.now()
+    await c.waitForData(30)
+    assert.ok(performance.now() - t0 >= 25, 'waited out its timeout')
+    assert.equal(c.hasData(), false)
+    const p = new RingProducer(shape)
+    setTimeout(() => { p.tryWrite(new Uint8Array([1])); p.publish() }, 10)
+    const t1 = performance.now()
+    await c.waitForData(10_000)
+    assert.ok(performance.now() - t1 < 5_000, 'woke when published, not at the timeout')
+    assert.equal(c.hasData(), true)
+  })
+
+  describe('waitForDataBlocking', () => {
+    const producerAfter = (shape: ReturnType<typeof createRing>, delayMs: number, publish: boolean): Worker => {
+      const src = `
+        const { workerData } = require('node:worker_threads')
+        import(workerData.ringUrl).then(({ RingProducer }) => {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, workerData.delayMs)
+          const p = new RingProducer(workerData.shape)
+          if (!workerData.publish) return p.wakeConsumer()
+          p.tryWrite(new Uint8Array([9]))
+          p.publish()
+        })`
+      const ringUrl = new URL('../src/shared/ring/spsc-ring.js', import.meta.url).href
+      return new Worker(src, { eval: true, workerData: { shape, delayMs, publish, ringUrl } })
+    }
+
+    it('returns true at once when data is there', () => {
+      const shape = createRing(1024)
+      const p = new RingProducer(shape)
+      p.tryWrite(new Uint8Array([1]))
+      p.publish()
+      assert.equal(new RingConsumer(shape).waitForDataBlocking(10_000), true)
+    })
+
+    it('returns false after its timeout on an empty ring', () => {
+      const c = new RingConsumer(createRing(1024))
+      const t0 = performance.now()
+      assert.equal(c.waitForDataBlocking(20), false)
+      assert.ok(performance.now() - t0 >= 15, 'blocked for its timeout')
+    })
+
+    it('wakes when another thread publishes, and announces its wait so that the producer notifies', async () => {
+      const shape = createRing(1024)
+      const c = new RingConsumer(shape)
+      const w = producerAfter(shape, 20, true)
+      await new Promise((resolve) => w.once('online', resolve))
+      const t0 = performance.now()
+      assert.equal(c.waitForDataBlocking(10_000), true)
+      assert.ok(performance.now() - t0 < 5_000, 'woke by the notify, not at the timeout')
+      let got: number[] = []
+      c.drain((f) => { got = [...f] }, 1)
+      assert.deepEqual(got, [9])
+      await w.terminate()
+    })
+
+    it('ends on a wake-up without data (shutdown), returning false', async () => {
+      const shape = createRing(1024)
+      const c = new RingConsumer(shape)
+      const w = producerAfter(shape, 20, false)
+      await new Promise((resolve) => w.once('online', resolve))
+      const t0 = performance.now()
+      assert.equal(c.waitForDataBlocking(10_000), false)
+      assert.ok(performance.now() - t0 < 5_000, 'woke by the notify, not at the timeout')
+      await w.terminate()
+    })
+  })
 })

@@ -24,6 +24,7 @@ export interface VvmConfig {
   actualizerBatchEventsMax: number
   actualizerFlushIntervalMs: number
   partitionSpinUs: number
+  partitionBlockMs: number
   actualizerRetryMaxMs: number
   rateOverrides: Record<string, { count: number; perSeconds: number; scope?: 'workspace' | 'partition' | 'address' }>
   idempotencyKeyBytesMax: number
@@ -90,6 +91,8 @@ interface OptionSpec<K extends keyof VvmConfig = keyof VvmConfig> {
 const MiB = 1024 * 1024
 /** A spin longer than this is a core given away, not a wake-up saved. */
 const PARTITION_SPIN_US_MAX = 10_000
+/** A blocking wait longer than this holds the worker's timers and messages back too long. */
+const PARTITION_BLOCK_MS_MAX = 50
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', flag: 'port', kind: 'int', default: 8822, min: 0, max: 65535, help: 'HTTP and WebSocket port (0 picks a free one)' },
@@ -103,6 +106,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', default: 8 * MiB, min: 64 * 1024, max: 1024 * MiB, help: 'bytes of each partition ring (power of two); a full ring answers 503' },
   { key: 'batchCommandsMax', flag: 'batch-commands-max', kind: 'int', default: 1024, min: 1, max: 65536, help: 'commands in one group commit at most' },
   { key: 'partitionSpinUs', flag: 'partition-spin-us', kind: 'int', default: 0, min: 0, max: PARTITION_SPIN_US_MAX, help: 'after a batch, a partition worker polls its ring up to this long before it sleeps, while most recent requests came that soon: saves a thread wake-up per request, costs a busy core meanwhile (for machines with cores to spare; 0: off)' },
+  { key: 'partitionBlockMs', flag: 'partition-block-ms', kind: 'int', default: 2, min: 0, max: PARTITION_BLOCK_MS_MAX, help: 'after a batch, a partition worker waits for the next request this long blocking its thread (a futex wake-up, cheaper than one through its event loop), then through the event loop; its timers and messages get a turn at least this often (0: off)' },
   { key: 'queryThreads', flag: 'query-threads', kind: 'int', default: 2, min: 1, max: 256, help: 'query processor threads (piscina pool)' },
   { key: 'queryQueueMax', flag: 'query-queue-max', kind: 'int', default: 4096, min: 1, max: 1_000_000, help: 'queued queries at most; more get 503' },
   { key: 'inflightPerPartitionMax', flag: 'inflight-per-partition-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'unanswered requests per partition at most; more get 503' },

@@ -131,6 +131,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
         idempotencyTtlSeconds: config.idempotencyRetentionS,
         batchCommandsMax: config.batchCommandsMax,
         spinUs: config.partitionSpinUs,
+        blockMs: config.partitionBlockMs,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
         recordsCachedMax: config.recordsCachedMax,
         subscriptions: {
@@ -251,6 +252,8 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_commands_joined_total', 'commands that arrived during a commit and joined the next batch before its commit', per((s) => s.joined), 'counter')
   m.registry.gauge('vvm_partition_idle_spins_caught_total', 'idle spins (--partition-spin-us) that caught a request before the worker would have slept', per((s) => s.spinsCaught), 'counter')
   m.registry.gauge('vvm_partition_idle_spins_missed_total', 'idle spins (--partition-spin-us) that ended without a request; the worker slept after them', per((s) => s.spinsMissed), 'counter')
+  m.registry.gauge('vvm_partition_idle_blocks_caught_total', 'blocking waits after a batch (--partition-block-ms) that a request ended: the worker woke by futex, not through its event loop', per((s) => s.blocksCaught), 'counter')
+  m.registry.gauge('vvm_partition_idle_blocks_missed_total', 'blocking waits after a batch (--partition-block-ms) that timed out; the worker then waited through its event loop', per((s) => s.blocksMissed), 'counter')
   m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
   m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
   m.registry.gauge('vvm_engine_pool_instances', 'pre-instantiated WASM engines in the partition worker\'s pools', per((s) => s.engineInstances))

@@ -40,7 +40,10 @@ export const Stat = {
   /** Idle spins (option spinUs) that caught a request, and those that ended without one. */
   SPINS_CAUGHT: 80,
   SPINS_MISSED: 81,
-  SLOTS: 82,
+  /** Blocking waits after a batch (option blockMs) that caught a request, and those that timed out. */
+  BLOCKS_CAUGHT: 82,
+  BLOCKS_MISSED: 83,
+  SLOTS: 84,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */
@@ -64,6 +67,8 @@ export interface PartitionOptions {
   batchCommandsMax: number
   /** After a batch, how long the worker polls its request ring before it sleeps (0: never). */
   spinUs: number
+  /** After a batch, the next request is awaited this long blocking the thread (0: off). */
+  blockMs: number
   wsHeadsCachedMax: number
   recordsCachedMax: number
   subscriptions: {

@@ -1,6 +1,8 @@
-// A partition worker's choice, after a batch, between polling its request ring and sleeping.
-// A sleeping worker is woken through its event loop, a hand-off that costs tens of µs of CPU
-// and wall time on a VM (docs/benchmarks.md); polling costs a busy core for as long as it lasts.
+// A partition worker's choices after a batch, before it sleeps in its event loop: polling its
+// request ring (IdleSpin) and blocking on it (IdleBlock). A worker sleeping in its event loop is
+// woken through it (an eventfd, its poll, a task, a promise): a hand-off that costs tens of µs
+// of CPU and wall time on a VM (docs/benchmarks.md). Polling costs a busy core for as long as it
+// lasts; blocking costs nothing while it lasts, but holds the thread's timers and messages back.
 
 import type { RingConsumer } from '../shared/ring/spsc-ring.js'
 
@@ -42,4 +44,41 @@ export class IdleSpin {
     this.hitRate += ((hit ? 1 : 0) - this.hitRate) * SPIN_HIT_RATE_WEIGHT
     return hit
   }
+}
+
+/**
+ * A bounded blocking wait on the request ring after a batch (`Atomics.wait`): a request that
+ * comes within it wakes the worker by futex, about 30 µs of CPU cheaper here than a wake-up
+ * through the event loop (bench/wake-cost.ts). Nothing else of the thread runs while it blocks,
+ * and a worker that keeps catching requests would never return to its event loop, so before a
+ * wait the loop gets a turn when it had none for as long as a wait may last: timers (the async
+ * actualizers' flushes, jobs), messages and I/O are late by at most twice that.
+ */
+export class IdleBlock {
+  private lastTurn = performance.now()
+  constructor(readonly ms: number) {}
+
+  get enabled(): boolean {
+    return this.ms > 0
+  }
+
+  /** The event loop just had a turn. */
+  turned(): void {
+    this.lastTurn = performance.now()
+  }
+
+  /** Whether the event loop must have a turn before the next blocking wait. */
+  turnDue(): boolean {
+    return performance.now() - this.lastTurn >= this.ms
+  }
+
+  /** Blocks until a request comes, a wake-up, or the wait's length; true when a request came. */
+  wait(ring: RingConsumer): boolean {
+    return ring.waitForDataBlocking(this.ms)
+  }
+}
+
+/** One turn of the event loop (timers due, I/O, messages), then resolves. */
+export function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
 }

@@ -11,7 +11,7 @@ import { PartitionDeployment } from './actualizer/deployment.js'
 import { VvmError } from '../shared/errors.js'
 import { renderError } from '../shared/reply.js'
 import { RingConsumer, RingProducer } from '../shared/ring/spsc-ring.js'
-import { IdleSpin } from './idle-spin.js'
+import { IdleBlock, IdleSpin, eventLoopTurn } from './idle-spin.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { CommandProcessor, type BatchStats, type ExecutedBatch } from './command/processor.js'
@@ -158,6 +158,7 @@ async function main(): Promise<void> {
   let inflight: InFlight | undefined
   let justWorked = false
   const spin = new IdleSpin(data.options.spinUs)
+  const block = new IdleBlock(data.options.blockMs)
   /** Nothing to do but wait: no request, job, subscription change or ended group. */
   const idle = (): boolean => !requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0
   // A commit started while idle is written inline, on this thread (where the storage can):
@@ -182,16 +183,32 @@ async function main(): Promise<void> {
       subs.dropIdle(Date.now())
       publishSubStats()
       // Right after a batch, the next request often follows within a round trip: polling for
-      // it a little while saves the thread wake-up that sleeping would cost (option spinUs).
-      if (justWorked && spin.shouldSpin()) {
-        justWorked = false
+      // it a little while saves the thread wake-up that sleeping would cost (option spinUs),
+      // and so does a short blocking wait, without the busy core (option blockMs).
+      const afterBatch = justWorked
+      justWorked = false
+      const spun = afterBatch && spin.shouldSpin()
+      if (spun) {
         const caught = spin.spin(requests)
         stats[caught ? Stat.SPINS_CAUGHT : Stat.SPINS_MISSED] += 1
         if (caught) continue
       }
-      const asleep = justWorked ? performance.now() : -1
-      justWorked = false
+      const asleep = afterBatch && !spun ? performance.now() : -1
+      if (afterBatch && block.enabled) {
+        if (block.turnDue()) {
+          await eventLoopTurn()
+          block.turned()
+          if (!idle()) continue
+        }
+        const caught = block.wait(requests)
+        stats[caught ? Stat.BLOCKS_CAUGHT : Stat.BLOCKS_MISSED] += 1
+        if (caught) {
+          if (asleep >= 0) spin.slept(performance.now() - asleep, true)
+          continue
+        }
+      }
       await requests.waitForData(IDLE_WAIT_MS)
+      block.turned()
       if (asleep >= 0) spin.slept(performance.now() - asleep, requests.hasData())
       continue
     }

@@ -173,6 +173,23 @@ export class RingConsumer extends RingBase {
     }
   }
 
+  /**
+   * Blocks this thread (`Atomics.wait`: not on a main thread) until data is published, a
+   * wake-up, or `timeoutMs`; true when there is data. Cheaper to wake than `waitForData` (a
+   * futex instead of the event loop's eventfd, its poll and a task), but nothing else of this
+   * thread runs meanwhile: for short waits only.
+   */
+  waitForDataBlocking(timeoutMs: number): boolean {
+    const seen = this.readIndex | 0
+    Atomics.store(this.header, CONSUMER_WAITING, 1)
+    try {
+      if (Atomics.load(this.header, WRITE_INDEX) === seen) Atomics.wait(this.header, WRITE_INDEX, seen, timeoutMs)
+    } finally {
+      Atomics.store(this.header, CONSUMER_WAITING, 0)
+    }
+    return this.hasData()
+  }
+
   private readU32(at: number): number {
     const i = at & this.mask
     if (i + 4 <= this.capacityBytes) return this.view.getUint32(i, true)
@@ -194,12 +211,16 @@ export class RingConsumer extends RingBase {
 
 /**
  * `Atomics.waitAsync` does not keep the event loop alive (a worker would exit while waiting),
- * so a timer is held for as long as the wait lasts.
+ * so a timer is held for as long as the wait lasts; it also ends the wait at `timeoutMs`. The
+ * timeout is not given to V8: a timed `waitAsync` posts a delayed task to its thread's platform
+ * queue, which wakes that thread's own event loop once per wait (an eventfd write, a read and
+ * a loop turn), with every command that puts a partition to sleep. Ending a wait by notifying
+ * the word may wake another waiter of it too; every caller checks its condition again.
  */
 export async function waitAsyncHeld(arr: Int32Array, index: number, value: number, timeoutMs: number): Promise<void> {
-  const w = Atomics.waitAsync(arr, index, value, timeoutMs)
+  const w = Atomics.waitAsync(arr, index, value)
   if (!w.async) return
-  const hold = setTimeout(() => {}, timeoutMs + 1000)
+  const hold = setTimeout(() => Atomics.notify(arr, index), timeoutMs)
   try {
     await w.value
   } finally {

@@ -29,7 +29,8 @@ export class Dispatcher {
   ) {}
 
   /** Throws RateLimitedError (429) when the function's declared rate is exceeded. */
-  checkRate(req: EngineRequest, address: string): void {
+  /** Takes the request's rate (429 when spent); `address` is asked only for a rate by address. */
+  checkRate(req: EngineRequest, address: string | (() => string)): void {
     const app = this.apps.get(req.app)
     let fn: { rate?: Rate } | undefined
     if (req.op === Op.COMMAND) fn = app?.commands.get(req.qname)
@@ -38,7 +39,7 @@ export class Dispatcher {
     const rate = fn === undefined ? this.rateOverrides[`${req.app}:${req.qname}`] : this.rateOf(req.app, req.qname, fn)
     if (rate === undefined) return
     const scope = rate.scope ?? 'workspace'
-    const who = scope === 'workspace' ? `ws${req.wsid}` : scope === 'partition' ? `p${this.partitions.partitionOf(req.app, req.wsid)}` : `a${address}`
+    const who = scope === 'workspace' ? `ws${req.wsid}` : scope === 'partition' ? `p${this.partitions.partitionOf(req.app, req.wsid)}` : `a${typeof address === 'string' ? address : address()}`
     this.rates.take(`${req.app}|${req.qname}|${who}`, rate, req.qname)
   }
 

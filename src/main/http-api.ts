@@ -170,7 +170,7 @@ function handleV2(res: HttpResponse, req: HttpRequest, routes: readonly Route[],
     const params = route.hasBody ? null : parseReadParams(req.getQuery() ?? '')
     const request = baseRequest(o, route.op, format, appQName, wsid, qname, id, params, route.kind)
     request.idempotencyKey = route.op === Op.COMMAND ? idempotencyHeader(req, o) : null
-    const address = route.kind === 'command' || route.kind === 'query' ? Buffer.from(res.getRemoteAddressAsText()).toString() : ''
+    const address = (): string => remoteAddress(res)
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
     const ctx = { route: routeName, startedMs, url: urlOf(req) }
     const so = o.subscriptions
@@ -207,10 +207,18 @@ function handleV1(res: HttpResponse, req: HttpRequest, o: HttpApiOptions): void 
     const request = baseRequest(o, Op.COMMAND, format, appQName, parseWsid(req.getParameter(2)!), parseQName(func.slice(2)), 0, null, 'command')
     request.idempotencyKey = idempotencyHeader(req, o)
     if (!o.serving()) throw new VvmError('SHUTTING_DOWN', 'the server is not serving now', { retryAfterS: 1 })
-    admitAndSubmit(res, req, o, request, true, Buffer.from(res.getRemoteAddressAsText()).toString(), format, ctx)
+    admitAndSubmit(res, req, o, request, true, () => remoteAddress(res), format, ctx)
   } catch (err) {
     writeError(res, format, err, undefined, false, o.metrics, ctx.route, ctx.startedMs)
   }
+}
+
+/**
+ * The client's address, asked of the socket only when a rate by address needs it: it is a
+ * getpeername system call per request.
+ */
+function remoteAddress(res: HttpResponse): string {
+  return Buffer.from(res.getRemoteAddressAsText()).toString()
 }
 
 function baseRequest(
@@ -230,7 +238,7 @@ function baseRequest(
  * verified while the body arrives.
  */
 function admitAndSubmit(
-  res: HttpResponse, req: HttpRequest, o: HttpApiOptions, request: EngineRequest, hasBody: boolean, address: string, format: ReplyFormatCode, ctx: RouteContext,
+  res: HttpResponse, req: HttpRequest, o: HttpApiOptions, request: EngineRequest, hasBody: boolean, address: () => string, format: ReplyFormatCode, ctx: RouteContext,
   makeSink?: MakeSink,
 ): void {
   const caller = o.auth.fromAuthorizationHeader(req.getHeader('authorization'), request.app)

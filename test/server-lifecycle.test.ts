@@ -1,8 +1,11 @@
-// Start, restart and close: the partition count is stored with the data, a restart continues
-// the logs where they were, and close() leaves no thread or handle of the server behind.
+// Start, restart and close: the partition count is stored with the data, each partition has a
+// LevelDB database of its own, a restart continues the logs where they were, and close() leaves
+// no thread or handle of the server behind.
 
 import assert from 'node:assert/strict'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { ClassicLevel } from 'classic-level'
 import { ConfigError } from '../src/main/config.js'
 import { balanceOf, createAccount, http, startTestServer, tempDir } from './helpers/server.js'
 
@@ -31,6 +34,34 @@ describe('server lifecycle', () => {
     assert.equal(await balanceOf(t.ws(42), acc), 20)
     const acc2 = await createAccount(t.ws(42), 'b', 0)
     assert.equal(acc2, acc + 1)
+    await t.close()
+    await d.remove()
+  })
+
+  it('keeps each partition of an app in a LevelDB database of its own, read by the query pool, across a restart', async () => {
+    const d = await tempDir()
+    let t = await startTestServer(['--partitions', '2'], d.path)
+    // Workspaces 1 and 2: partitions 1 and 0.
+    const a1 = await createAccount(t.ws(1), 'one', 10)
+    const a2 = await createAccount(t.ws(2), 'two', 20)
+    assert.equal((await http('POST', `${t.ws(1)}/commands/bank.Deposit`, { args: { account: a1, amount: 5 } })).status, 200)
+    assert.equal((await http('POST', `${t.ws(2)}/commands/bank.Deposit`, { args: { account: a2, amount: 7 } })).status, 200)
+    assert.equal(await balanceOf(t.ws(1), a1), 15)
+    assert.equal(await balanceOf(t.ws(2), a2), 27)
+    await t.close()
+    const dir = join(d.path, 'level-partitions', encodeURIComponent('demo/bank'))
+    for (const p of ['0', '1']) {
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, p), { keyEncoding: 'view', valueEncoding: 'view' })
+      await db.open()
+      const rows = (await db.keys({ limit: 1000 }).all()).length
+      await db.close()
+      assert.ok(rows >= 5, `partition ${p}'s database holds its rows (${rows})`)
+    }
+    t = await startTestServer(['--partitions', '2'], d.path)
+    assert.equal(await balanceOf(t.ws(1), a1), 15)
+    assert.equal(await balanceOf(t.ws(2), a2), 27)
+    assert.equal((await http('POST', `${t.ws(2)}/commands/bank.Deposit`, { args: { account: a2, amount: 1 } })).status, 200)
+    assert.equal(await balanceOf(t.ws(2), a2), 28)
     await t.close()
     await d.remove()
   })

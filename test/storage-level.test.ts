@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { access, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -12,6 +12,8 @@ import { createCasLockBuffer, openStorageProvider } from '../src/shared/storage/
 import { u64be } from '../src/shared/storage/keys.js'
 import { LevelStorageProvider, levelPutsPacked, levelWritesInline } from '../src/shared/storage/level.js'
 import { runStorageTck } from '../src/shared/storage/tck.js'
+import type { PartitionRouting } from '../src/shared/storage/types.js'
+import { actualizerOffsetKey, loginKey, metaKey, partitionHeadKey, partitionRouting, plogKey, recordCc, recordsPk, viewPk, wlogKey, wsHeadKey } from '../src/shared/layout.js'
 
 const LEVEL_URL = new URL('../src/shared/storage/level.js', import.meta.url).href
 const CHILD_TIMEOUT_MS = 20_000
@@ -27,6 +29,92 @@ after(async () => {
 })
 
 runStorageTck('level', async () => LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() }))
+
+/** Every row in partition 0's database: the TCK's own keys, through the routed storage's delegation. */
+const allInPartitionZero: PartitionRouting = { partitions: 1, partitionOf: () => 0, committedProbes: [] }
+runStorageTck('level, routed to one partition database', async () => {
+  const provider = await LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() })
+  return {
+    kind: provider.kind, sharedAcrossThreads: provider.sharedAcrossThreads, atomicBatches: provider.atomicBatches,
+    appStorage: (app: string) => provider.appStorage(app, allInPartitionZero),
+    close: () => provider.close(),
+  }
+})
+
+describe('storage level: a database per partition (routed app storage)', () => {
+  const APP = 'routed/app'
+  const record = (wsid: number, id: number) => ({ pk: recordsPk(wsid), cc: recordCc(id), value: u64be(wsid * 1000 + id) })
+  const hex = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'))
+
+  it('the layout routes workspaces by wsid % partitions, logs and heads by their partition, the rest to the shared store', () => {
+    const r = partitionRouting(3)
+    assert.equal(r.partitionOf(recordsPk(7)), 1)
+    assert.equal(r.partitionOf(wsHeadKey(2 ** 40 + 2).pk), (2 ** 40 + 2) % 3)
+    assert.equal(r.partitionOf(wlogKey(5, 9000).pk), 2)
+    assert.equal(r.partitionOf(plogKey(2, 123_456).pk), 2)
+    assert.equal(r.partitionOf(partitionHeadKey(1).pk), 1)
+    assert.equal(r.partitionOf(actualizerOffsetKey(0, 'a.P').pk), 0)
+    assert.equal(r.partitionOf(viewPk(4, 'a.V', new Uint8Array([1, 2]))), 1)
+    assert.equal(r.partitionOf(metaKey.pk), undefined)
+    assert.equal(r.partitionOf(loginKey('alice').pk), undefined)
+    assert.equal(r.partitionOf(partitionHeadKey(5).pk), undefined, 'a partition past the count is not routed')
+    assert.equal(r.partitionOf(new Uint8Array([0x05, 1])), undefined, 'a cut-short key is not routed')
+    assert.deepEqual(r.committedProbes.map((k) => hex(k.pk)), [0, 1, 2].map((p) => hex(partitionHeadKey(p).pk)))
+  })
+
+  it('keeps the rows of each partition in its own database, partition-independent rows in the shared one; all survive a reopen', async () => {
+    const dataDir = await newDataDir()
+    const p1 = await LevelStorageProvider.open({ kind: 'level', dataDir })
+    const routed = await p1.appStorage(APP, partitionRouting(2))
+    await routed.putBatch([record(4, 1), record(6, 2)]) // partition 0
+    await routed.putBatch([record(5, 1)]) // partition 1
+    await routed.put(metaKey.pk, metaKey.cc, u64be(2))
+    const shared = await p1.appStorage(APP)
+    assert.equal(await shared.get(recordsPk(4), recordCc(1)), undefined, 'a workspace row is not in the shared database')
+    assert.equal(hex(await shared.get(metaKey.pk, metaKey.cc)), hex(u64be(2)))
+    await p1.close()
+    // Each partition's database alone holds its rows.
+    const dir = join(dataDir, 'level-partitions', encodeURIComponent(APP))
+    for (const [p, wsids] of [[0, [4, 6]], [1, [5]]] as const) {
+      const db = new ClassicLevel<Uint8Array, Uint8Array>(join(dir, String(p)), { keyEncoding: 'view', valueEncoding: 'view' })
+      await db.open()
+      const keys = await db.keys().all()
+      await db.close()
+      assert.equal(keys.length, wsids.length, `partition ${p}'s database`)
+    }
+    const p2 = await LevelStorageProvider.open({ kind: 'level', dataDir })
+    const again = await p2.appStorage(APP, partitionRouting(2))
+    assert.equal(hex(await again.get(recordsPk(5), recordCc(1))), hex(u64be(5001)))
+    assert.equal(hex(await again.get(recordsPk(6), recordCc(2))), hex(u64be(6002)))
+    assert.equal(hex(await again.get(metaKey.pk, metaKey.cc)), hex(u64be(2)))
+    await p2.close()
+  })
+
+  it('refuses a batch whose rows belong to more than one partition, writing none of it', async () => {
+    const p = await LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir() })
+    const routed = await p.appStorage(APP, partitionRouting(2))
+    await assert.rejects(routed.putBatch([record(4, 1), record(5, 1)]), (e: unknown) => e instanceof StorageError && /more than one partition/.test(e.message))
+    await assert.rejects(routed.putBatch([record(4, 1), { pk: metaKey.pk, cc: metaKey.cc, value: u64be(1) }]), StorageError)
+    assert.equal(await routed.get(recordsPk(4), recordCc(1)), undefined)
+    assert.equal(await routed.get(metaKey.pk, metaKey.cc), undefined)
+    await p.close()
+  })
+
+  it('an app whose rows are already in the shared database (written before databases per partition) keeps using it', async () => {
+    const dataDir = await newDataDir()
+    const p1 = await LevelStorageProvider.open({ kind: 'level', dataDir })
+    const old = await p1.appStorage(APP)
+    await old.putBatch([record(5, 1), { ...partitionHeadKey(1), value: u64be(9) }])
+    await p1.close()
+    const p2 = await LevelStorageProvider.open({ kind: 'level', dataDir })
+    const routed = await p2.appStorage(APP, partitionRouting(2))
+    assert.equal(hex(await routed.get(recordsPk(5), recordCc(1))), hex(u64be(5001)))
+    await routed.putBatch([record(4, 1), record(5, 2)], {}) // one database: any batch is atomic
+    assert.equal(hex(await (await p2.appStorage(APP)).get(recordsPk(4), recordCc(1))), hex(u64be(4001)))
+    await p2.close()
+    await assert.rejects(access(join(dataDir, 'level-partitions', encodeURIComponent(APP))), 'no databases per partition were made')
+  })
+})
 
 /** Runs an ES module snippet in a child node process; resolves with its stdout and exit code. */
 function runChild(code: string, args: readonly string[], onLine?: (line: string, kill: () => void) => void): Promise<{ stdout: string; stderr: string; exitCode: number | null; signal: string | null }> {

@@ -30,6 +30,8 @@ export interface QueryPoolOptions {
   threads: number
   queueMax: number
   appUrls: string[]
+  /** Each app's partition count (its storage is routed by partition). */
+  appPartitions: ReadonlyMap<string, number>
   storage: StorageConfig
   wasm: WasmOptions
   log: (level: 'info' | 'warn' | 'error', msg: string) => void
@@ -46,7 +48,7 @@ export class QueryPool {
   private drained: (() => void) | undefined
 
   constructor(private readonly opts: QueryPoolOptions) {
-    const workerData: QueryWorkerData = { appUrls: opts.appUrls, storage: opts.storage, wasm: opts.wasm }
+    const workerData: QueryWorkerData = { appUrls: opts.appUrls, appPartitions: Object.fromEntries(opts.appPartitions), storage: opts.storage, wasm: opts.wasm }
     this.slots = opts.threads * QUERY_TASKS_PER_THREAD
     this.pool = new Piscina({
       // A CommonJS entry that imports the ES module: piscina's `require` never meets ESM.

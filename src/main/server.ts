@@ -145,7 +145,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       onStopped: (app, partition) => hub.partitionGone(app, partition, new VvmError('SHUTTING_DOWN', `partition ${partition} of ${app} stopped serving here: subscribe again`, { retryAfterS: 1 })),
     }, cluster === undefined)
     queries = provider.sharedAcrossThreads
-      ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, storage, wasm, log: logFn })
+      ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, appPartitions: partitionCounts, storage, wasm, log: logFn })
       : undefined
     const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf, auth.defaultPrincipal)
     const metrics = new ServerMetrics()

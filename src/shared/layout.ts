@@ -24,6 +24,7 @@
 
 import { Packr } from 'msgpackr'
 import { keyWriter as kw } from './storage/keys.js'
+import type { PartitionRouting } from './storage/types.js'
 
 const META = 0x00
 const PART_HEAD = 0x01
@@ -95,6 +96,36 @@ export const grantsKey = (wsid: number, login: string) => ({ pk: kw.begin().u8(G
 
 /** A login of the app (password hash); written and read by the main thread only (src/main/auth). */
 export const loginKey = (login: string) => ({ pk: kw.begin().u8(LOGIN).utf8String(login).end(), cc: EMPTY })
+
+/**
+ * The partition of each key space's rows, for backends that keep partitions apart: the rows of
+ * a workspace go with `wsid % partitions` (as its commands do), the logs, heads, offsets and
+ * intents with the partition in their key; the app's meta and logins are partition-independent.
+ * Every batch the engine writes stays within one partition: a command processor's commits and
+ * an actualizer's batches touch only their partition's workspaces and keys.
+ */
+export function partitionRouting(partitions: number): PartitionRouting {
+  return {
+    partitions,
+    partitionOf(pk: Uint8Array): number | undefined {
+      switch (pk[0]) {
+        case PART_HEAD: case PLOG: case ACT_OFFSET: case COMMIT_INTENT: {
+          if (pk.length < 3) return undefined
+          const p = (pk[1]! << 8) | pk[2]!
+          return p < partitions ? p : undefined
+        }
+        case WS_HEAD: case WLOG: case RECORD: case COLLECTION: case VIEW: case IDEMPOTENCY: case GRANTS: {
+          if (pk.length < 9) return undefined
+          const wsid = (pk[1]! * 2 ** 24 + ((pk[2]! << 16) | (pk[3]! << 8) | pk[4]!)) * 2 ** 32 + (((pk[5]! << 24) | (pk[6]! << 16) | (pk[7]! << 8) | pk[8]!) >>> 0)
+          return wsid % partitions
+        }
+        default:
+          return undefined
+      }
+    },
+    committedProbes: Array.from({ length: partitions }, (_, p) => partitionHeadKey(p)),
+  }
+}
 
 /** Stored shapes. Short property names: they are written once per event or record. */
 export interface StoredRecord { q: string; a: boolean; f: Record<string, unknown> }

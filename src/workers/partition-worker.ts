@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { getHeapStatistics } from 'node:v8'
 import { loadApp } from '../shared/app-loader.js'
 import { Op, ReplyFormat, decodeRequest, encodePush, encodeReply, isWriteOp, type EnginePush, type EngineReply, type EngineRequest } from '../shared/engine-messages.js'
-import { appWorkspaceOf } from '../shared/layout.js'
+import { appWorkspaceOf, partitionRouting } from '../shared/layout.js'
 import { PartitionDeployment } from './actualizer/deployment.js'
 import { VvmError } from '../shared/errors.js'
 import { renderError } from '../shared/reply.js'
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const provider = await openStorageProvider(data.storage)
   // Every write of this worker (commits, actualizers) is reported to the subscription groups.
   let subs: SubscriptionGroups | undefined
-  const storage = new ObservedStorage(await provider.appStorage(data.appQName), (items) => {
+  const storage = new ObservedStorage(await provider.appStorage(data.appQName, partitionRouting(data.partitionsCount)), (items) => {
     if (subs === undefined) return
     subs.noteWrites(items)
     if (subs.hasDirty) requests.interruptWait()

@@ -1,6 +1,11 @@
-// LevelDB backend (classic-level): one database at `<dataDir>/level` for all apps. Opened with
-// `multithreading: true`, so every worker thread of the process opens the same directory and
-// shares one native handle; another process is refused by LevelDB's LOCK file.
+// LevelDB backend (classic-level): one database at `<dataDir>/level` for all apps, and, for an
+// app opened with a partition routing, one database per partition at
+// `<dataDir>/level-partitions/<app>/<partition>` holding that partition's rows (the app's
+// partition-independent rows stay in the first). A database has one log, and a synced write
+// waits for the syncs queued before it: partitions with databases of their own sync in
+// parallel. Opened with `multithreading: true`, so every worker thread of the process opens the
+// same directories and shares one native handle each; another process is refused by LevelDB's
+// LOCK file.
 //
 // Key:   u16 len(app) · app (utf8) · u16 len(pk) · pk · cc
 //        The length prefixes keep (app, pk) groups contiguous and unambiguous (pk "a" + cc "b"
@@ -18,7 +23,7 @@
 // buffers can race on the same key. Plain put/putBatch never take the lock, so mixing them
 // with CAS on one key can lose the CAS write — the same rule Cassandra has for LWTs.
 
-import { mkdir } from 'node:fs/promises'
+import { access, mkdir } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
@@ -26,7 +31,7 @@ import { StorageError, VvmError } from '../errors.js'
 import { StripedCasLock } from './cas-lock.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
 import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, readU64be, u16be, u64be } from './keys.js'
-import type { BatchItem, Bytes, PutBatchOptions, IAppStorage, IStorageProvider, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
+import type { BatchItem, Bytes, PutBatchOptions, IAppStorage, IStorageProvider, PartitionRouting, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>
 type TtlRow = StorageRow & { readonly expiresAtMs: number }
@@ -83,32 +88,26 @@ export class LevelStorageProvider implements IStorageProvider {
   readonly sharedAcrossThreads = true
   readonly atomicBatches = true
   private readonly apps = new Map<string, LevelAppStorage>()
+  private readonly routed = new Map<string, Promise<IAppStorage>>()
+  /** The per-partition databases this thread opened (closed with the provider). */
+  private readonly partitionDbs: Db[] = []
 
-  private constructor(private readonly db: Db, private readonly lock: StripedCasLock) {}
+  private constructor(private readonly dataDir: string, private readonly db: Db, private readonly lock: StripedCasLock) {}
 
   static async open(config: StorageConfig, options: LevelOpenOptions = {}): Promise<LevelStorageProvider> {
     if (typeof config.dataDir !== 'string' || config.dataDir === '') {
       throw new VvmError('VALIDATION', `storage: dataDir ${JSON.stringify(config.dataDir)} must be a non-empty path for kind 'level'`)
     }
-    const location = join(config.dataDir, 'level')
     try {
       await mkdir(config.dataDir, { recursive: true })
     } catch (err) {
       throw new StorageError(`level: cannot create data directory ${config.dataDir}: ${messageOf(err)}`, err)
     }
-    const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true })
-    try {
-      await db.open()
-    } catch (err) {
-      if (isLockedError(err)) {
-        throw new StorageError(`level: data directory ${location} is in use by another process (its LevelDB LOCK is held); stop that process or choose another dataDir`, err)
-      }
-      throw new StorageError(`level: cannot open ${location}: ${messageOf(err)}`, err)
-    }
-    return new LevelStorageProvider(db, new StripedCasLock(options.casLock))
+    const db = await openDb(join(config.dataDir, 'level'))
+    return new LevelStorageProvider(config.dataDir, db, new StripedCasLock(options.casLock))
   }
 
-  async appStorage(appQName: string): Promise<IAppStorage> {
+  async appStorage(appQName: string, routing?: PartitionRouting): Promise<IAppStorage> {
     if (this.db.status !== 'open') throw new StorageError(`level: provider is ${this.db.status}`)
     let storage = this.apps.get(appQName)
     if (storage === undefined) {
@@ -119,22 +118,152 @@ export class LevelStorageProvider implements IStorageProvider {
       storage = new LevelAppStorage(this.db, this.lock, concatBytes(u16be(name.length), name))
       this.apps.set(appQName, storage)
     }
-    return storage
+    if (routing === undefined) return storage
+    let opened = this.routed.get(appQName)
+    if (opened === undefined) {
+      opened = this.openPartitioned(appQName, storage, routing)
+      this.routed.set(appQName, opened)
+    }
+    return opened
   }
 
-  /** Closes this thread's handle; the native database closes when the last thread closes. */
+  /**
+   * The app's partitions' databases, made on the app's first start; an app whose rows are
+   * already in the shared database (written before databases per partition existed) keeps them
+   * there. Threads decide alike: the directory exists, or the shared database holds committed
+   * rows of the app, or neither (a new app: the directory is made).
+   */
+  private async openPartitioned(appQName: string, shared: LevelAppStorage, routing: PartitionRouting): Promise<IAppStorage> {
+    if (!Number.isSafeInteger(routing.partitions) || routing.partitions < 1 || routing.partitions > PARTITIONS_MAX) {
+      throw new VvmError('VALIDATION', `storage: ${routing.partitions} partitions for ${appQName}: 1..${PARTITIONS_MAX}`)
+    }
+    const dir = join(this.dataDir, 'level-partitions', encodeURIComponent(appQName))
+    if (!(await exists(dir))) {
+      for (const probe of routing.committedProbes) {
+        if ((await shared.get(probe.pk, probe.cc)) !== undefined) return shared
+      }
+    }
+    const parts: LevelAppStorage[] = []
+    for (let p = 0; p < routing.partitions; p++) {
+      const location = join(dir, String(p))
+      try {
+        await mkdir(location, { recursive: true })
+      } catch (err) {
+        throw new StorageError(`level: cannot create ${location}: ${messageOf(err)}`, err)
+      }
+      const db = await openDb(location)
+      this.partitionDbs.push(db)
+      parts.push(new LevelAppStorage(db, this.lock, shared.appPrefix))
+    }
+    return new PartitionedAppStorage(shared, parts, routing)
+  }
+
+  /** Closes this thread's handles; a native database closes when the last thread closes it. */
   async close(): Promise<void> {
     this.apps.clear()
-    try {
-      await this.db.close()
-    } catch (err) {
-      throw new StorageError(`level: close failed: ${messageOf(err)}`, err)
+    this.routed.clear()
+    const dbs = [...this.partitionDbs.splice(0), this.db]
+    const failed: unknown[] = []
+    for (const db of dbs) {
+      try {
+        await db.close()
+      } catch (err) {
+        failed.push(err)
+      }
     }
+    if (failed.length > 0) throw new StorageError(`level: close failed: ${messageOf(failed[0])}`, failed[0])
+  }
+}
+
+/** Partitions of one app at most with databases of their own (the layout's u16 partition). */
+const PARTITIONS_MAX = 0xffff
+
+async function openDb(location: string): Promise<Db> {
+  const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true })
+  try {
+    await db.open()
+  } catch (err) {
+    if (isLockedError(err)) {
+      throw new StorageError(`level: data directory ${location} is in use by another process (its LevelDB LOCK is held); stop that process or choose another dataDir`, err)
+    }
+    throw new StorageError(`level: cannot open ${location}: ${messageOf(err)}`, err)
+  }
+  return db
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * An app's storage over its partitions' databases: each row goes to the database of its
+ * partition (`routing.partitionOf(pk)`), partition-independent rows to the shared one. A batch
+ * is atomic within one database only, so a batch whose rows belong to more than one is refused
+ * before anything is written.
+ */
+class PartitionedAppStorage implements IAppStorage {
+  constructor(private readonly shared: LevelAppStorage, private readonly parts: readonly LevelAppStorage[], private readonly routing: PartitionRouting) {}
+
+  private of(pk: Bytes): LevelAppStorage {
+    const p = this.routing.partitionOf(pk)
+    return p === undefined ? this.shared : this.parts[p]!
+  }
+
+  put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void> {
+    return this.of(pk).put(pk, cc, value)
+  }
+
+  async putBatch(items: readonly BatchItem[], options?: PutBatchOptions): Promise<void> {
+    if (items.length === 0) return this.shared.putBatch(items, options)
+    const target = this.of(items[0]!.pk)
+    for (let i = 1; i < items.length; i++) {
+      if (this.of(items[i]!.pk) !== target) {
+        throw new StorageError(`level: a batch's rows belong to more than one partition (items 0 and ${i}); a batch is atomic within one partition's database only`)
+      }
+    }
+    return target.putBatch(items, options)
+  }
+
+  get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined> {
+    return this.of(pk).get(pk, cc)
+  }
+
+  getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]> {
+    return this.of(pk).getBatch(pk, ccs)
+  }
+
+  read(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow> {
+    return this.of(pk).read(pk, range)
+  }
+
+  insertIfNotExists(pk: Bytes, cc: Bytes, value: Bytes, ttlSeconds: number): Promise<boolean> {
+    return this.of(pk).insertIfNotExists(pk, cc, value, ttlSeconds)
+  }
+
+  compareAndSwap(pk: Bytes, cc: Bytes, oldValue: Bytes, newValue: Bytes, ttlSeconds: number): Promise<boolean> {
+    return this.of(pk).compareAndSwap(pk, cc, oldValue, newValue, ttlSeconds)
+  }
+
+  compareAndDelete(pk: Bytes, cc: Bytes, expected: Bytes): Promise<boolean> {
+    return this.of(pk).compareAndDelete(pk, cc, expected)
+  }
+
+  ttlGet(pk: Bytes, cc: Bytes): Promise<TtlValue | undefined> {
+    return this.of(pk).ttlGet(pk, cc)
+  }
+
+  ttlRead(pk: Bytes, range?: ReadRange): AsyncIterable<TtlRow> {
+    return this.of(pk).ttlRead(pk, range)
   }
 }
 
 class LevelAppStorage implements IAppStorage {
-  constructor(private readonly db: Db, private readonly lock: StripedCasLock, private readonly appPrefix: Uint8Array) {}
+  constructor(private readonly db: Db, private readonly lock: StripedCasLock, readonly appPrefix: Uint8Array) {}
 
   async put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void> {
     checkKey(pk, cc)

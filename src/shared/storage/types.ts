@@ -46,7 +46,8 @@ export interface PutBatchOptions {
    * False for data that can be rebuilt (async projections and their offsets): the batch reaches
    * the operating system but is not flushed to the disk on its own. It survives a crash of the
    * process; a power loss or an OS crash can lose it, whole (never half of it), and never
-   * after a later durable write, which flushes it too (level). Backends without a cheaper
+   * after a later durable write to the same database, which flushes it too (level: a database
+   * per partition where the app's storage is routed by partition). Backends without a cheaper
    * write (mem, cassandra) ignore it. Default true.
    */
   readonly durable?: boolean
@@ -95,15 +96,32 @@ export interface IStorageProvider {
    * commits through an intent record there (docs/cassandra.md).
    */
   readonly atomicBatches: boolean
-  appStorage(appQName: string): Promise<IAppStorage>
+  /**
+   * The app's storage. With `routing`, a backend that can keep each partition's rows apart
+   * does (level: a database per partition, so that partitions write and sync in parallel);
+   * every batch must then stay within one partition. Without it, one store for the app.
+   */
+  appStorage(appQName: string, routing?: PartitionRouting): Promise<IAppStorage>
   close(): Promise<void>
+}
+
+/** Which partition of an app a row belongs to (the engine's layout knows; backends do not). */
+export interface PartitionRouting {
+  readonly partitions: number
+  /** The partition of the rows of `pk`, or undefined for the app's partition-independent rows. */
+  partitionOf(pk: Bytes): number | undefined
+  /**
+   * Rows that exist once the app has committed anything: found in the app's single store, they
+   * mean its data predates per-partition stores, which then keeps using that single store.
+   */
+  readonly committedProbes: readonly { readonly pk: Bytes; readonly cc: Bytes }[]
 }
 
 export type StorageKind = 'mem' | 'level' | 'cassandra'
 
 export interface StorageConfig {
   readonly kind: StorageKind
-  /** level: the data directory (one LevelDB under it). */
+  /** level: the data directory (LevelDB databases under it: docs/architecture.md). */
   readonly dataDir?: string
   /** cassandra: contact points `host:port`. */
   readonly cassandraHosts?: readonly string[]

@@ -11,10 +11,13 @@ import type { IAppStorage } from '../../shared/storage/types.js'
 import type { StorageConfig } from '../../shared/storage/types.js'
 import type { WasmOptions } from '../../shared/partition-protocol.js'
 import { QueryProcessor } from './query-processor.js'
+import { partitionRouting } from '../../shared/layout.js'
 import { WasmRunner } from '../wasm/wasm-runner.js'
 
 export interface QueryWorkerData {
   appUrls: string[]
+  /** Each app's partition count, by qname: its storage is routed by partition (level). */
+  appPartitions: Record<string, number>
   storage: StorageConfig
   wasm: WasmOptions
 }
@@ -25,7 +28,10 @@ const ready: Promise<QueryProcessor> = (async () => {
   const apps = await loadApps(data.appUrls)
   const provider = await openStorageProvider(data.storage)
   const storages = new Map<string, IAppStorage>()
-  for (const qname of apps.keys()) storages.set(qname, await provider.appStorage(qname))
+  for (const qname of apps.keys()) {
+    const partitions = data.appPartitions[qname]
+    storages.set(qname, await provider.appStorage(qname, partitions === undefined ? undefined : partitionRouting(partitions)))
+  }
   // apps preserves the order of appUrls (loadApps inserts in order).
   const runner = await WasmRunner.start([...apps.values()].map((app, i) => ({ app, url: data.appUrls[i]! })), ['query'], data.wasm)
   return new QueryProcessor(apps, (app) => storages.get(app)!, runner)

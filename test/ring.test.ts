@@ -135,29 +135,23 @@ describe('SPSC ring', () => {
       assert.ok(performance.now() - t0 >= 15, 'blocked for its timeout')
     })
 
-    it('wakes when another thread publishes, and announces its wait so that the producer notifies', async () => {
-      const shape = createRing(1024)
-      const c = new RingConsumer(shape)
-      const w = producerAfter(shape, 20, true)
-      await new Promise((resolve) => w.once('online', resolve))
-      const t0 = performance.now()
-      assert.equal(c.waitForDataBlocking(10_000), true)
-      assert.ok(performance.now() - t0 < 5_000, 'woke by the notify, not at the timeout')
-      let got: number[] = []
-      c.drain((f) => { got = [...f] }, 1)
-      assert.deepEqual(got, [9])
-      await w.terminate()
-    })
-
-    it('ends on a wake-up without data (shutdown), returning false', async () => {
-      const shape = createRing(1024)
-      const c = new RingConsumer(shape)
-      const w = producerAfter(shape, 20, false)
-      await new Promise((resolve) => w.once('online', resolve))
-      const t0 = performance.now()
-      assert.equal(c.waitForDataBlocking(10_000), false)
-      assert.ok(performance.now() - t0 < 5_000, 'woke by the notify, not at the timeout')
-      await w.terminate()
-    })
+    for (const publish of [true, false]) {
+      const what = publish
+        ? 'wakes when another thread publishes, and announces its wait so that the producer notifies'
+        : 'ends on a wake-up without data (shutdown), returning false'
+      it(what, async () => {
+        const shape = createRing(1024)
+        const c = new RingConsumer(shape)
+        const w = producerAfter(shape, 20, publish)
+        await new Promise((resolve) => w.once('online', resolve))
+        const t0 = performance.now()
+        assert.equal(c.waitForDataBlocking(10_000), publish)
+        assert.ok(performance.now() - t0 < 5_000, 'woke by the notify, not at the timeout')
+        let got: number[] = []
+        c.drain((f) => { got = [...f] }, 1)
+        assert.deepEqual(got, publish ? [9] : [])
+        await w.terminate()
+      })
+    }
   })
 })

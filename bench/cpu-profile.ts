@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url'
 
 /**
  * Frames where a thread waits rather than works. V8 samples wall time: the event loop waiting
- * in epoll is `(idle)`, and piscina's workers block in Atomics.wait inside `atomicsWaitLoop`.
+ * in epoll is `(idle)`, piscina's workers block in Atomics.wait inside `atomicsWaitLoop`, and a
+ * partition worker after a batch inside `waitForDataBlocking` (src/shared/ring/spsc-ring.ts).
  */
-export const WAITING_FRAMES: ReadonlySet<string> = new Set(['(idle)', 'atomicsWaitLoop'])
+export const WAITING_FRAMES: ReadonlySet<string> = new Set(['(idle)', 'atomicsWaitLoop', 'waitForDataBlocking'])
 
 const REPO_URL = new URL('../../', import.meta.url).href
 const REPO_PATH = fileURLToPath(REPO_URL)

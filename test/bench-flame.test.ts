@@ -73,7 +73,7 @@ describe('bench: flame graphs', () => {
     assert.match(b.title, /inclusive 62\.5 %, self 62\.5 %/)
     assert.match(a.title, /^a \(file:\/\/\/repo\/dist\/src\/shared\/x\.js:1\)\ninclusive 100\.0 %, self 6\.3 %/)
     assert.deepEqual(framesNamed(svg, '(idle)'), [])
-    assert.match(svg, /32 working samples; 30 waiting \(48\.4 %: \(idle\), atomicsWaitLoop\) excluded/)
+    assert.match(svg, /32 working samples; 30 waiting \(48\.4 %: \(idle\), atomicsWaitLoop, waitForDataBlocking\) excluded/)
     assert.match(svg, />a<\/text>/, 'a wide frame is labelled')
     // Without samples, V8's hitCount gives the same picture.
     assert.deepEqual(frames(renderFlameGraph(profileOf(SMALL, false), 'deposit — main thread')), frames(svg))
@@ -133,10 +133,12 @@ describe('bench: flame graphs', () => {
     try {
       const main = JSON.stringify(profileOf(SMALL))
       const worker = JSON.stringify(profileOf([
-        [1, '(root)', '', [2, 4], 0],
+        [1, '(root)', '', [2, 4, 5], 0],
         [2, 'drain', 'file:///repo/dist/src/workers/partition-worker.js', [3], 3],
         [3, 'atomicsWaitLoop', 'file:///repo/dist/src/workers/partition-worker.js', [], 40],
         [4, '(garbage collector)', '', [], 1],
+        // The worker's blocking wait after a batch (Atomics.wait): waiting, not work.
+        [5, 'waitForDataBlocking', 'file:///repo/dist/src/shared/ring/spsc-ring.js', [], 20],
       ]))
       await writeFile(join(profDir.path, 'CPU.20261207.061000.19060.0.001.cpuprofile'), main)
       await writeFile(join(profDir.path, 'CPU.20261207.061000.19060.1.002.cpuprofile'), worker)
@@ -155,8 +157,10 @@ describe('bench: flame graphs', () => {
       const svg = await readFile(join(outDir.path, w.flameSvg), 'utf8')
       assertWellFormed(svg)
       assert.match(svg, /Deposit, run 1 — partition worker \(thread 1\)/)
-      assert.match(svg, /4 working samples; 40 waiting \(90\.9 %/)
+      assert.match(svg, /4 working samples; 60 waiting \(93\.8 %/)
       assert.deepEqual(framesNamed(svg, 'atomicsWaitLoop'), [])
+      assert.deepEqual(framesNamed(svg, 'waitForDataBlocking'), [])
+      assert.equal(w.waitingPct, 93.8)
       // Without `keep` nothing is written and the fields stay absent, as in older result files.
       const plain = await summarizeProfiles(profDir.path)
       assert.ok(plain.every((t) => t.flameSvg === undefined && t.cpuProfile === undefined))

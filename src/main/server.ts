@@ -131,7 +131,9 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
         idempotencyTtlSeconds: config.idempotencyRetentionS,
         batchCommandsMax: config.batchCommandsMax,
         spinUs: config.partitionSpinUs,
-        blockMs: config.partitionBlockMs,
+        // Off with Cassandra: there a worker's reads (its actualizers', its subscriptions') complete
+        // through its event loop, which a blocking wait holds back.
+        blockMs: storage.kind === 'cassandra' ? 0 : config.partitionBlockMs,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
         recordsCachedMax: config.recordsCachedMax,
         subscriptions: {

@@ -206,6 +206,8 @@ async function main(): Promise<void> {
           if (asleep >= 0) spin.slept(performance.now() - asleep, true)
           continue
         }
+        // A wake-up without a request may have been the shutdown's.
+        if (Atomics.load(control, Control.SHUTDOWN) !== 0) break
       }
       await requests.waitForData(IDLE_WAIT_MS)
       block.turned()

@@ -82,6 +82,12 @@ describe('storage keys: fixed-width helpers', () => {
     assert.equal(hex(u64be(2 ** 32 + 5)), '0000000100000005')
     assert.equal(hex(u64be(Number.MAX_SAFE_INTEGER)), '001fffffffffffff')
     assert.equal(readU64be(u64be(Number.MAX_SAFE_INTEGER)), Number.MAX_SAFE_INTEGER)
+    // At an offset, with the top bit of either word set; refused past the safe range or cut short.
+    for (const n of [0, 1, 0x8000_0001, 2 ** 32 + 0x8000_0001, 0x8000_0000 * 2 ** 32 / 2 ** 11 + 0xffff_ffff]) {
+      assert.equal(readU64be(concatBytes(new Uint8Array([9]), u64be(n), new Uint8Array([7])), 1), n)
+    }
+    assert.throws(() => readU64be(new Uint8Array(8).fill(0xff)), /safe integer range/)
+    assert.throws(() => readU64be(new Uint8Array(9), 2), /need 8 bytes/)
     assert.throws(() => u16be(65536), VvmError)
     assert.throws(() => u64be(-1), VvmError)
     assert.throws(() => u64be(1.5), VvmError)

@@ -23,7 +23,7 @@
 // `getBatch`.
 
 import { Packr } from 'msgpackr'
-import { keyWriter as kw } from './storage/keys.js'
+import { keyWriter as kw, readU64be } from './storage/keys.js'
 import type { PartitionRouting } from './storage/types.js'
 
 const META = 0x00
@@ -115,9 +115,7 @@ export function partitionRouting(partitions: number): PartitionRouting {
           return p < partitions ? p : undefined
         }
         case WS_HEAD: case WLOG: case RECORD: case COLLECTION: case VIEW: case IDEMPOTENCY: case GRANTS: {
-          if (pk.length < 9) return undefined
-          const wsid = (pk[1]! * 2 ** 24 + ((pk[2]! << 16) | (pk[3]! << 8) | pk[4]!)) * 2 ** 32 + (((pk[5]! << 24) | (pk[6]! << 16) | (pk[7]! << 8) | pk[8]!) >>> 0)
-          return wsid % partitions
+          return pk.length < 9 ? undefined : readU64be(pk, 1) % partitions
         }
         default:
           return undefined

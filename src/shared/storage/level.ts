@@ -11,7 +11,7 @@
 //        The length prefixes keep (app, pk) groups contiguous and unambiguous (pk "a" + cc "b"
 //        never meets pk "ab"), and inside a group keys sort by cc bytes.
 // Value: 0x00 · value                     never expires
-//        0x01 · u64 expiresAtMs · value   expires; skipped by reads once past
+//        0x01 · u64 expiresAtMs · value   expires; skipped by reads once past (level-values.ts)
 //
 // Every write is `sync: true` (fsync of the log): an acknowledged write survives kill -9 and
 // power loss. Expired rows stay on disk until overwritten or deleted; deleting them on read
@@ -29,8 +29,10 @@ import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
 import { StorageError, VvmError } from '../errors.js'
 import { StripedCasLock } from './cas-lock.js'
+import { PartitionedAppStorage } from './partitioned.js'
+import { TAG_EXPIRING, TAG_PLAIN, decodeStored, encodeStored, storedLength, storedView } from './level-values.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
-import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, readU64be, u16be, u64be } from './keys.js'
+import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, u16be, u64be } from './keys.js'
 import type { BatchItem, Bytes, PutBatchOptions, IAppStorage, IStorageProvider, PartitionRouting, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>
@@ -42,9 +44,6 @@ const APP_QNAME_BYTES_MAX = 0xffff
 const SYNC = { sync: true } as const
 // LevelDB appends to one log in order: a later synced write flushes this one too.
 const NO_SYNC = { sync: false } as const
-const TAG_PLAIN = 0x00
-const TAG_EXPIRING = 0x01
-const EXPIRING_HEADER_BYTES = 9
 
 /**
  * classic-level's batch write on the calling thread, where scripts/build-level.sh installed
@@ -155,7 +154,7 @@ export class LevelStorageProvider implements IStorageProvider {
       this.partitionDbs.push(db)
       parts.push(new LevelAppStorage(db, this.lock, shared.appPrefix))
     }
-    return new PartitionedAppStorage(shared, parts, routing)
+    return new PartitionedAppStorage(shared, parts, routing, 'level')
   }
 
   /** Closes this thread's handles; a native database closes when the last thread closes it. */
@@ -197,68 +196,6 @@ async function exists(path: string): Promise<boolean> {
     return true
   } catch {
     return false
-  }
-}
-
-/**
- * An app's storage over its partitions' databases: each row goes to the database of its
- * partition (`routing.partitionOf(pk)`), partition-independent rows to the shared one. A batch
- * is atomic within one database only, so a batch whose rows belong to more than one is refused
- * before anything is written.
- */
-class PartitionedAppStorage implements IAppStorage {
-  constructor(private readonly shared: LevelAppStorage, private readonly parts: readonly LevelAppStorage[], private readonly routing: PartitionRouting) {}
-
-  private of(pk: Bytes): LevelAppStorage {
-    const p = this.routing.partitionOf(pk)
-    return p === undefined ? this.shared : this.parts[p]!
-  }
-
-  put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void> {
-    return this.of(pk).put(pk, cc, value)
-  }
-
-  async putBatch(items: readonly BatchItem[], options?: PutBatchOptions): Promise<void> {
-    if (items.length === 0) return this.shared.putBatch(items, options)
-    const target = this.of(items[0]!.pk)
-    for (let i = 1; i < items.length; i++) {
-      if (this.of(items[i]!.pk) !== target) {
-        throw new StorageError(`level: a batch's rows belong to more than one partition (items 0 and ${i}); a batch is atomic within one partition's database only`)
-      }
-    }
-    return target.putBatch(items, options)
-  }
-
-  get(pk: Bytes, cc: Bytes): Promise<Bytes | undefined> {
-    return this.of(pk).get(pk, cc)
-  }
-
-  getBatch(pk: Bytes, ccs: readonly Bytes[]): Promise<(Bytes | undefined)[]> {
-    return this.of(pk).getBatch(pk, ccs)
-  }
-
-  read(pk: Bytes, range?: ReadRange): AsyncIterable<StorageRow> {
-    return this.of(pk).read(pk, range)
-  }
-
-  insertIfNotExists(pk: Bytes, cc: Bytes, value: Bytes, ttlSeconds: number): Promise<boolean> {
-    return this.of(pk).insertIfNotExists(pk, cc, value, ttlSeconds)
-  }
-
-  compareAndSwap(pk: Bytes, cc: Bytes, oldValue: Bytes, newValue: Bytes, ttlSeconds: number): Promise<boolean> {
-    return this.of(pk).compareAndSwap(pk, cc, oldValue, newValue, ttlSeconds)
-  }
-
-  compareAndDelete(pk: Bytes, cc: Bytes, expected: Bytes): Promise<boolean> {
-    return this.of(pk).compareAndDelete(pk, cc, expected)
-  }
-
-  ttlGet(pk: Bytes, cc: Bytes): Promise<TtlValue | undefined> {
-    return this.of(pk).ttlGet(pk, cc)
-  }
-
-  ttlRead(pk: Bytes, range?: ReadRange): AsyncIterable<TtlRow> {
-    return this.of(pk).ttlRead(pk, range)
   }
 }
 
@@ -536,49 +473,6 @@ function writeU32le(out: Uint8Array, at: number, v: number): number {
   out[at + 2] = (v >>> 16) & 0xff
   out[at + 3] = v >>> 24
   return at + 4
-}
-
-/** Scratch of `storedView`; larger values get their own buffer, so the scratch stays small. */
-let storedScratch = new Uint8Array(4096)
-const STORED_SCRATCH_MAX = 64 * 1024
-
-/** `encodeStored` into a scratch buffer: valid until the next call (for a batch's put, which copies). */
-function storedView(value: Bytes, expiresAtMs: number): Uint8Array {
-  const length = storedLength(value, expiresAtMs)
-  if (length > STORED_SCRATCH_MAX) return encodeStored(value, expiresAtMs)
-  if (length > storedScratch.length) storedScratch = new Uint8Array(Math.max(length, storedScratch.length * 2))
-  return writeStored(storedScratch.subarray(0, length), value, expiresAtMs)
-}
-
-function encodeStored(value: Bytes, expiresAtMs: number): Uint8Array {
-  return writeStored(new Uint8Array(storedLength(value, expiresAtMs)), value, expiresAtMs)
-}
-
-const storedLength = (value: Bytes, expiresAtMs: number): number => (expiresAtMs === 0 ? 1 : EXPIRING_HEADER_BYTES) + value.length
-
-/** The tag, the expiry when there is one, then the value, into `out` (exactly `storedLength` bytes). */
-function writeStored(out: Uint8Array, value: Bytes, expiresAtMs: number): Uint8Array {
-  if (expiresAtMs === 0) {
-    out[0] = TAG_PLAIN
-  } else {
-    out[0] = TAG_EXPIRING
-    out.set(u64be(expiresAtMs), 1)
-  }
-  out.set(value, out.length - value.length)
-  return out
-}
-
-/**
- * The returned value is a view into `stored`, which LevelDB allocated for this call alone, so
- * callers may keep or mutate it without touching the database.
- */
-function decodeStored(stored: Uint8Array): TtlValue {
-  const tag = stored[0]
-  if (tag === TAG_PLAIN) return { value: stored.subarray(1), expiresAtMs: 0 }
-  if (tag === TAG_EXPIRING && stored.length >= EXPIRING_HEADER_BYTES) {
-    return { value: stored.subarray(EXPIRING_HEADER_BYTES), expiresAtMs: readU64be(stored, 1) }
-  }
-  throw new StorageError(`level: corrupt value header (tag ${String(tag)}, ${stored.length} bytes)`)
 }
 
 function isLockedError(err: unknown): boolean {

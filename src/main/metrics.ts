@@ -65,14 +65,34 @@ export class Histogram {
   }
 
   render(): string {
-    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`
-    for (const s of this.series.values()) {
-      this.buckets.forEach((b, i) => { out += `${this.name}_bucket${labelText({ ...s.labels, le: b })} ${s.counts[i]}\n` })
-      out += `${this.name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}\n`
-      out += `${this.name}_sum${labelText(s.labels)} ${s.sum}\n${this.name}_count${labelText(s.labels)} ${s.count}\n`
-    }
-    return out
+    return renderHistogram(this.name, this.help, this.buckets, [...this.series.values()].map((x) => ({ labels: x.labels, cumulative: x.counts, count: x.count, sum: x.sum })))
   }
+}
+
+/** A histogram kept elsewhere (another thread's slots), read when scraped: cumulative counts per bound. */
+export interface HistogramSample {
+  labels: Labels
+  cumulative: readonly number[]
+  count: number
+  sum: number
+}
+
+export class SampledHistogram {
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[], readonly sample: () => HistogramSample[]) {}
+
+  render(): string {
+    return renderHistogram(this.name, this.help, this.buckets, this.sample())
+  }
+}
+
+function renderHistogram(name: string, help: string, buckets: readonly number[], series: Iterable<HistogramSample>): string {
+  let out = `# HELP ${name} ${help}\n# TYPE ${name} histogram\n`
+  for (const s of series) {
+    buckets.forEach((b, i) => { out += `${name}_bucket${labelText({ ...s.labels, le: b })} ${s.cumulative[i]}\n` })
+    out += `${name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}\n`
+    out += `${name}_sum${labelText(s.labels)} ${s.sum}\n${name}_count${labelText(s.labels)} ${s.count}\n`
+  }
+  return out
 }
 
 export interface GaugeSample {
@@ -107,6 +127,10 @@ export class MetricsRegistry {
 
   gauge(name: string, help: string, sample: () => GaugeSample[], type: 'gauge' | 'counter' = 'gauge'): void {
     this.metrics.push(new Gauge(name, help, sample, type))
+  }
+
+  sampledHistogram(name: string, help: string, buckets: readonly number[], sample: () => HistogramSample[]): void {
+    this.metrics.push(new SampledHistogram(name, help, buckets, sample))
   }
 
   render(): string {

@@ -9,6 +9,7 @@ import { decodeReplyFrame, encodeRequest, isPush, type EnginePush, type EngineRe
 import { BusyError, VvmError } from '../shared/errors.js'
 import { Control, Stat, type PartitionOptions, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { RingConsumer, RingProducer, createRing } from '../shared/ring/spsc-ring.js'
+import { monotonicMs, readStages, type StageSnapshot } from '../shared/stage-histogram.js'
 import type { StorageConfig } from '../shared/storage/types.js'
 
 export interface ReplySink {
@@ -106,6 +107,7 @@ class Partition {
     const reqId = this.nextReqId
     this.nextReqId = this.nextReqId >= 0x7fffffff ? 1 : this.nextReqId + 1
     req.reqId = reqId
+    req.enqueuedMs = monotonicMs()
     const bytes = encodeRequest(req)
     if (bytes.byteLength > this.producer.frameBytesMax) throw new VvmError('TOO_LARGE', `request of ${bytes.byteLength} bytes exceeds the ring frame limit`)
     if (!this.producer.tryWrite(bytes)) throw new BusyError(`partition ${this.index} of ${this.app} is busy`)
@@ -267,6 +269,11 @@ export class PartitionSet {
       subGroups: p.stats[Stat.SUB_GROUPS]!, subEvaluations: p.stats[Stat.SUB_EVALUATIONS]!, subDiffs: p.stats[Stat.SUB_DIFFS]!,
       heapUsed: p.stats[Stat.HEAP_USED]!,
     }))
+  }
+
+  /** Each served partition's stage histograms (src/shared/stage-histogram.ts). */
+  stageHistograms(): { app: string; partition: number; stages: StageSnapshot[] }[] {
+    return this.running().map((p) => ({ app: p.app, partition: p.index, stages: readStages(p.stats, Stat.STAGES_BASE) }))
   }
 
   async stop(): Promise<void> {

@@ -31,6 +31,7 @@ import { LoginStore, openAuthenticator, registerAuthRoutes } from './auth/index.
 import { perMinute } from '../shared/appdef/define.js'
 import { startTls, type TlsFrontend } from './tls/index.js'
 import { domainAppMap } from './domain-apps.js'
+import { STAGE_BUCKETS_S } from '../shared/stage-histogram.js'
 
 const SHIPPED_APPS: Record<string, string> = {
   'demo/bank': new URL('../../demo/bank/index.js', import.meta.url).href,
@@ -256,6 +257,11 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_idle_spins_missed_total', 'idle spins (--partition-spin-us) that ended without a request; the worker slept after them', per((s) => s.spinsMissed), 'counter')
   m.registry.gauge('vvm_partition_idle_blocks_caught_total', 'blocking waits after a batch (--partition-block-ms) that a request ended: the worker woke by futex, not through its event loop', per((s) => s.blocksCaught), 'counter')
   m.registry.gauge('vvm_partition_idle_blocks_missed_total', 'blocking waits after a batch (--partition-block-ms) that timed out; the worker then waited through its event loop', per((s) => s.blocksMissed), 'counter')
+  m.registry.sampledHistogram('vvm_partition_stage_seconds',
+    'a command\'s time in its partition by stage: queued (ring write to drain), execute (drain to its commit\'s start), commit (to durable), reply (to the reply ring)',
+    STAGE_BUCKETS_S, () => partitions.stageHistograms().flatMap((p) => p.stages.map((s) => ({
+      labels: { app: p.app, partition: p.partition, stage: s.stage }, cumulative: s.cumulative, count: s.count, sum: s.sumS,
+    }))))
   m.registry.gauge('vvm_partition_last_batch_size', 'requests in the last batch', per((s) => s.lastBatchSize))
   m.registry.gauge('vvm_partition_plog_offset', 'last committed PLog offset', per((s) => s.plogOffset))
   m.registry.gauge('vvm_engine_pool_instances', 'pre-instantiated WASM engines in the partition worker\'s pools', per((s) => s.engineInstances))

@@ -75,6 +75,8 @@ export interface EngineRequest {
    * for any request without one. Absent in a processor means anonymous; jobs need none.
    */
   principal?: Principal
+  /** When the main thread wrote it into a partition's ring (`monotonicMs`), for the stage histograms. */
+  enqueuedMs?: number
 }
 
 export interface EngineReply {
@@ -139,14 +141,18 @@ export function decodeQueryOutcomes(bytes: Uint8Array): QueryOutcome[] {
 
 const requestTuple = (r: EngineRequest): unknown[] => [
   r.reqId, r.op, r.format, r.app, r.wsid, r.qname, r.id, r.idempotencyKey, r.body, r.params,
-  r.principal === undefined ? null : [r.principal.login, r.principal.roles],
+  r.principal === undefined ? null : [r.principal.login, r.principal.roles], r.enqueuedMs,
 ]
 
-const requestOf = (a: unknown[]): EngineRequest => ({
-  reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
-  qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
-  principal: decodePrincipal(a[10]),
-})
+function requestOf(a: unknown[]): EngineRequest {
+  const r: EngineRequest = {
+    reqId: a[0] as number, op: a[1] as OpCode, format: a[2] as ReplyFormatCode, app: a[3] as string, wsid: a[4] as number,
+    qname: a[5] as string, id: a[6] as number, idempotencyKey: a[7] as string | null, body: a[8], params: a[9] as ReadParams | null,
+    principal: decodePrincipal(a[10]),
+  }
+  if (typeof a[11] === 'number') r.enqueuedMs = a[11]
+  return r
+}
 
 function decodePrincipal(v: unknown): Principal | undefined {
   if (!Array.isArray(v)) return undefined

@@ -3,6 +3,7 @@
 
 import type { RingShape } from './ring/spsc-ring.js'
 import type { StorageConfig } from './storage/types.js'
+import { STAGE_SLOTS } from './stage-histogram.js'
 
 export const Control = {
   /** Non-zero: finish what is in the ring, flush, close storage and exit. */
@@ -43,7 +44,9 @@ export const Stat = {
   /** Blocking waits after a batch (option blockMs) that caught a request, and those that timed out. */
   BLOCKS_CAUGHT: 82,
   BLOCKS_MISSED: 83,
-  SLOTS: 84,
+  /** The stage histograms of the worker's commands (src/shared/stage-histogram.ts), STAGE_SLOTS slots. */
+  STAGES_BASE: 84,
+  SLOTS: 84 + STAGE_SLOTS,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */

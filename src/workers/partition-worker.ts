@@ -21,6 +21,7 @@ import { QueryProcessor } from './query/query-processor.js'
 import { WasmRunner } from './wasm/wasm-runner.js'
 import { SubscriptionGroups } from './subscriptions/groups.js'
 import { ObservedStorage } from './subscriptions/read-set.js'
+import { Stage, StageRecorder, monotonicMs } from '../shared/stage-histogram.js'
 
 const data = workerData as PartitionWorkerData
 const post = (e: WorkerEvent): void => parentPort!.postMessage(e)
@@ -36,6 +37,7 @@ const REPLY_SPACE_WAIT_MS = 100
 async function main(): Promise<void> {
   const control = new Int32Array(data.control)
   const stats = new Float64Array(data.stats)
+  const stages = new StageRecorder(stats, Stat.STAGES_BASE)
   const requests = new RingConsumer(data.requestRing)
   const replies = new RingProducer(data.replyRing)
   const provider = await openStorageProvider(data.storage)
@@ -136,9 +138,13 @@ async function main(): Promise<void> {
     return { reqId: r.reqId, status: e.status, body: renderError(req.format, e), retryAfterS: 0 }
   }
   let batchBytes = 0
+  /** When the current drain began: a request's queued stage ends there. */
+  let drainedMs = 0
   const onFrame = (f: Uint8Array): void => {
     batchBytes += f.byteLength
-    batch.push(decodeRequest(f))
+    const r = decodeRequest(f)
+    if (r.enqueuedMs !== undefined) stages.observe(Stage.QUEUED, drainedMs - r.enqueuedMs)
+    batch.push(r)
   }
   const publishLags = (): void => {
     const u = extensions.usage()
@@ -165,8 +171,11 @@ async function main(): Promise<void> {
   // nothing would execute during it anyway (below), and it saves the two hand-offs of a write
   // through the thread pool. With work waiting, the write goes to the pool and the next batch
   // executes meanwhile.
-  const startCommit = (reqs: EngineRequest[], executed: ExecutedBatch): InFlight =>
-    ({ reqs, executed, abandoned: executed.abandoned, durable: processor.commit(executed, batchStats, idle()) })
+  const startCommit = (reqs: EngineRequest[], executed: ExecutedBatch, drained: number): InFlight => {
+    const started = monotonicMs()
+    stages.observe(Stage.EXECUTE, started - drained, reqs.length)
+    return { reqs, executed, abandoned: executed.abandoned, started, durable: processor.commit(executed, batchStats, idle()) }
+  }
   for (;;) {
     if (idle()) {
       // Idle with a commit under way: sleep until it is durable, not until the next request.
@@ -217,6 +226,8 @@ async function main(): Promise<void> {
     justWorked = true
     batch = []
     batchBytes = 0
+    drainedMs = monotonicMs()
+    const batchDrainedMs = drainedMs
     requests.drain(onFrame, data.options.batchCommandsMax, BATCH_BYTES_MAX)
     for (const j of jobsDue.splice(0)) batch.push(j)
     // An abandoned batch is never written: the next one stages on the committed state instead.
@@ -228,12 +239,13 @@ async function main(): Promise<void> {
     // fewer, within the same bounds.
     if (!executed.abandoned && requests.hasData() && batch.length < data.options.batchCommandsMax && batchBytes < BATCH_BYTES_MAX) {
       const first = batch.length
+      drainedMs = monotonicMs()
       requests.drain(onFrame, data.options.batchCommandsMax - batch.length, BATCH_BYTES_MAX - batchBytes)
       const more = batch.slice(first).filter((r) => isWriteOp(r.op))
       joined += more.length
       await processor.extend(executed, more, batchStats)
     }
-    inflight = startCommit(batch, executed)
+    inflight = startCommit(batch, executed, batchDrainedMs)
   }
   if (inflight !== undefined) await finish(inflight)
 
@@ -246,6 +258,8 @@ async function main(): Promise<void> {
     const t0 = performance.now()
     const durable = await f.durable
     commitWaitMs += performance.now() - t0
+    const durableMs = monotonicMs()
+    stages.observe(Stage.COMMIT, durableMs - f.started, f.reqs.length)
     const batch = f.reqs
     const writes = f.executed.reqs
     const out = f.executed.replies
@@ -281,6 +295,7 @@ async function main(): Promise<void> {
       post({ type: 'log', level: r.status < 300 ? 'info' : 'error', msg: `partition ${data.partition}: job ${job.qname} ${r.status < 300 ? 'ran' : `failed (${r.status}): ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`}` })
       return false
     }))
+    stages.observe(Stage.REPLY, monotonicMs() - durableMs, batch.length)
     return durable
   }
   clearInterval(lagTimer)
@@ -317,6 +332,8 @@ interface InFlight {
   readonly executed: ExecutedBatch
   /** Abandoned before its commit started: nothing of it is written, nothing builds on it. */
   readonly abandoned: boolean
+  /** When its commit began (`monotonicMs`). */
+  readonly started: number
   readonly durable: Promise<boolean>
 }
 

@@ -41,6 +41,8 @@ describe('config', () => {
     [['--port'], {}, /--port needs a value/],
     [[], { VVM_PARTITIONS: '0' }, /environment VVM_PARTITIONS/],
     [['--ring-bytes', '100000'], {}, /power of two/],
+    [['--commit-log-bytes', '4096'], {}, /commitLogBytes 4096 must be 0 \(off\) or at least 65536/],
+    [['--commit-log-bytes', String(2 ** 31)], {}, /--commit-log-bytes: .* expected an integer 0\.\.1073741824/],
   ]
   for (const [argv, env, re] of bad) {
     it(`refuses ${argv.join(' ') || JSON.stringify(env)}`, () => {

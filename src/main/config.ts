@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import type { StorageKind } from '../shared/storage/types.js'
 import { tlsConfigProblem } from './tls/config.js'
+import { COMMIT_LOG_BYTES_DEFAULT, COMMIT_LOG_BYTES_MAX, COMMIT_LOG_BYTES_MIN } from '../shared/storage/commit-log.js'
 
 export interface VvmConfig {
   port: number
@@ -25,6 +26,7 @@ export interface VvmConfig {
   actualizerFlushIntervalMs: number
   partitionSpinUs: number
   partitionBlockMs: number
+  commitLogBytes: number
   actualizerRetryMaxMs: number
   rateOverrides: Record<string, { count: number; perSeconds: number; scope?: 'workspace' | 'partition' | 'address' }>
   idempotencyKeyBytesMax: number
@@ -107,6 +109,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'batchCommandsMax', flag: 'batch-commands-max', kind: 'int', default: 1024, min: 1, max: 65536, help: 'commands in one group commit at most' },
   { key: 'partitionSpinUs', flag: 'partition-spin-us', kind: 'int', default: 0, min: 0, max: PARTITION_SPIN_US_MAX, help: 'after a batch, a partition worker polls its ring up to this long before it sleeps, while most recent requests came that soon: saves a thread wake-up per request, costs a busy core meanwhile (for machines with cores to spare; 0: off)' },
   { key: 'partitionBlockMs', flag: 'partition-block-ms', kind: 'int', default: 2, min: 0, max: PARTITION_BLOCK_MS_MAX, help: 'after a batch, a partition worker waits for the next request this long blocking its thread (a futex wake-up, cheaper than one through its event loop), then through the event loop; its timers and messages get a turn at least this often (0: off; off with cassandra storage, whose reads complete through the event loop)' },
+  { key: 'commitLogBytes', flag: 'commit-log-bytes', kind: 'int', default: COMMIT_LOG_BYTES_DEFAULT, min: 0, max: COMMIT_LOG_BYTES_MAX, help: `level storage: each partition's durable batches are synced in a commit log of this size, made once in full, then written to LevelDB unsynced (a sync into existing space needs no journal commit); 0: LevelDB syncs its own log (at least ${COMMIT_LOG_BYTES_MIN} otherwise)` },
   { key: 'queryThreads', flag: 'query-threads', kind: 'int', default: 2, min: 1, max: 256, help: 'query processor threads (piscina pool)' },
   { key: 'queryQueueMax', flag: 'query-queue-max', kind: 'int', default: 4096, min: 1, max: 1_000_000, help: 'queued queries at most; more get 503' },
   { key: 'inflightPerPartitionMax', flag: 'inflight-per-partition-max', kind: 'int', default: 16384, min: 1, max: 1_000_000, help: 'unanswered requests per partition at most; more get 503' },
@@ -214,6 +217,7 @@ export function validateConfig(raw: Record<string, unknown>): VvmConfig {
   if ((cfg.ringBytes & (cfg.ringBytes - 1)) !== 0) throw new ConfigError(`ringBytes ${cfg.ringBytes} must be a power of two`)
   // A request frame carries the body plus a small header; it must fit a quarter of the ring.
   if (cfg.bodyBytesMax + 4096 > cfg.ringBytes / 4) throw new ConfigError(`bodyBytesMax ${cfg.bodyBytesMax} must be at most ringBytes/4 - 4096 (${cfg.ringBytes / 4 - 4096})`)
+  if (cfg.commitLogBytes !== 0 && cfg.commitLogBytes < COMMIT_LOG_BYTES_MIN) throw new ConfigError(`commitLogBytes ${cfg.commitLogBytes} must be 0 (off) or at least ${COMMIT_LOG_BYTES_MIN}`)
   if (cfg.apps.length === 0) throw new ConfigError('at least one app must be deployed (--app)')
   if (cfg.advertise !== '') {
     if (cfg.storage !== 'cassandra') throw new ConfigError(`--advertise (cluster mode) needs --storage cassandra, not ${cfg.storage}`)

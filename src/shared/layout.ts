@@ -104,9 +104,11 @@ export const loginKey = (login: string) => ({ pk: kw.begin().u8(LOGIN).utf8Strin
  * Every batch the engine writes stays within one partition: a command processor's commits and
  * an actualizer's batches touch only their partition's workspaces and keys.
  */
-export function partitionRouting(partitions: number): PartitionRouting {
+/** `writer`: the partition whose command processor opens this routing (PartitionRouting.writer). */
+export function partitionRouting(partitions: number, writer?: number): PartitionRouting {
   return {
     partitions,
+    writer,
     partitionOf(pk: Uint8Array): number | undefined {
       switch (pk[0]) {
         case PART_HEAD: case PLOG: case ACT_OFFSET: case COMMIT_INTENT: {

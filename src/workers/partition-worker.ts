@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const provider = await openStorageProvider(data.storage)
   // Every write of this worker (commits, actualizers) is reported to the subscription groups.
   let subs: SubscriptionGroups | undefined
-  const storage = new ObservedStorage(await provider.appStorage(data.appQName, partitionRouting(data.partitionsCount)), (items) => {
+  const storage = new ObservedStorage(await provider.appStorage(data.appQName, partitionRouting(data.partitionsCount, data.partition)), (items) => {
     if (subs === undefined) return
     subs.noteWrites(items)
     if (subs.hasDirty) requests.interruptWait()

@@ -45,10 +45,10 @@ export interface PutBatchOptions {
   /**
    * False for data that can be rebuilt (async projections and their offsets): the batch reaches
    * the operating system but is not flushed to the disk on its own. It survives a crash of the
-   * process; a power loss or an OS crash can lose it, whole (never half of it), and never
-   * after a later durable write to the same database, which flushes it too (level: a database
-   * per partition where the app's storage is routed by partition). Backends without a cheaper
-   * write (mem, cassandra) ignore it. Default true.
+   * process; a power loss or an OS crash can lose it, whole (never half of it) — level: until
+   * the database's next synced write (a commit log's checkpoint, or any durable write where the
+   * partition has no commit log) flushes it too. Backends without a cheaper write (mem,
+   * cassandra) ignore it. Default true.
    */
   readonly durable?: boolean
   /**
@@ -115,6 +115,11 @@ export interface PartitionRouting {
    * mean its data predates per-partition stores, which then keeps using that single store.
    */
   readonly committedProbes: readonly { readonly pk: Bytes; readonly cc: Bytes }[]
+  /**
+   * The partition whose durable writes this thread makes (its command processor), if any: a
+   * backend may keep state for them that only one thread can own (level: the commit log).
+   */
+  readonly writer?: number
 }
 
 export type StorageKind = 'mem' | 'level' | 'cassandra'
@@ -123,6 +128,8 @@ export interface StorageConfig {
   readonly kind: StorageKind
   /** level: the data directory (LevelDB databases under it: docs/architecture.md). */
   readonly dataDir?: string
+  /** level: size of each writer partition's commit log (storage/commit-log.ts); 0: none; default 8 MiB. */
+  readonly levelCommitLogBytes?: number
   /** cassandra: contact points `host:port`. */
   readonly cassandraHosts?: readonly string[]
   readonly cassandraLocalDc?: string

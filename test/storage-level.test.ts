@@ -106,6 +106,22 @@ describe('storage level: a partition\'s commit log', { skip: levelPutsPacked ? f
     await p3.close()
   })
 
+  it('keeps each batch whole while unsynced writes of the same thread run during its checkpoints', async () => {
+    const dataDir = await newDataDir()
+    const p1 = await normal(dataDir)
+    const s1 = await p1.appStorage(APP, partitionRouting(2, 0))
+    // An actualizer's writes (unsynced, packed in the same scratch) while durable batches wrap the log.
+    const filler = new Uint8Array(3000).fill(7)
+    for (let i = 1; i <= 100; i++) {
+      const durable = s1.putBatch([put(16, i % 5, i), { pk: recordsPk(16), cc: recordCc(100 + (i % 3)), value: filler }])
+      const unsynced = s1.putBatch([put(18, i % 4, 10_000 + i), put(18, 9, i)], { durable: false, inline: true })
+      await Promise.all([durable, unsynced])
+    }
+    assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map((k) => read(s1, 16, k))), [100, 96, 97, 98, 99])
+    assert.deepEqual(await Promise.all([0, 1, 2, 3, 9].map((k) => read(s1, 18, k))), [10_100, 10_097, 10_098, 10_099, 100])
+    await p1.close()
+  })
+
   it('stops the replay at a torn record: the batches before it are applied, it and any after are not', async () => {
     const dataDir = await newDataDir()
     const p1 = await lossy(dataDir)

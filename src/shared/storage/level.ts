@@ -274,6 +274,12 @@ class LevelAppStorage implements IAppStorage {
   /** One durable write at a time through the commit log: its records and LevelDB's writes in one order. */
   private logBusy = false
   private readonly logWaiters: (() => void)[] = []
+  /**
+   * Set when LevelDB failed to take a batch whose commit-log record was already durable: that
+   * batch is applied at the next start, so nothing may be written after it until then (a later
+   * batch built on the state without it would be mixed with it by the replay).
+   */
+  private logBroken: Error | undefined
 
   constructor(private readonly db: Db, private readonly lock: StripedCasLock, readonly appPrefix: Uint8Array,
     private readonly log?: CommitLog, private readonly dropAfterLog = false) {}
@@ -333,6 +339,7 @@ class LevelAppStorage implements IAppStorage {
     const turn = this.takeLog()
     if (turn !== undefined) await turn
     try {
+      if (this.logBroken !== undefined) throw this.logBroken
       const packed = this.packBatch(items, nowMs)
       if (packed === undefined || !log.fits(packed.length)) {
         await this.syncedBatch((batch) => {
@@ -340,15 +347,18 @@ class LevelAppStorage implements IAppStorage {
         }, 'putBatch')
         return
       }
-      if (!log.fitsNow(packed.length)) await this.checkpoint()
+      // Staged (copied out of the shared scratch) before anything awaits: meanwhile another
+      // write of this thread (an actualizer's) packs its own batch into the same scratch.
       const payload = log.stage(packed.bytes, packed.length)
+      if (!log.fitsNow(packed.length)) await this.checkpoint()
       if (inline) log.writeStagedNow()
       else await log.writeStaged()
       if (this.dropAfterLog) return
       try {
         await applyPacked(this.db, payload, payload.byteLength, NO_SYNC)
       } catch (err) {
-        throw levelError('putBatch', err)
+        this.logBroken = new StorageError(`level: a batch synced in the commit log ${log.path} could not be written to LevelDB (${messageOf(err)}); it is applied at the next start, and until then this partition takes no writes`, err)
+        throw this.logBroken
       }
     } finally {
       this.releaseLog()
@@ -404,6 +414,7 @@ class LevelAppStorage implements IAppStorage {
     const turn = this.takeLog()
     if (turn !== undefined) await turn
     try {
+      if (this.logBroken !== undefined) throw this.logBroken
       await this.syncedBatch(fill, op)
     } finally {
       this.releaseLog()

@@ -258,7 +258,7 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_idle_blocks_caught_total', 'blocking waits after a batch (--partition-block-ms) that a request ended: the worker woke by futex, not through its event loop', per((s) => s.blocksCaught), 'counter')
   m.registry.gauge('vvm_partition_idle_blocks_missed_total', 'blocking waits after a batch (--partition-block-ms) that timed out; the worker then waited through its event loop', per((s) => s.blocksMissed), 'counter')
   m.registry.sampledHistogram('vvm_partition_stage_seconds',
-    'a command\'s time in its partition by stage: queued (ring write to drain), execute (drain to its commit\'s start), commit (to durable), reply (to the reply ring)',
+    'a command\'s time in its partition by stage: queued (ring write to drain), execute (drain to its commit\'s start), commit (to durable), reply (to the reply ring, counted before the reply is visible)',
     STAGE_BUCKETS_S, () => partitions.stageHistograms().flatMap((p) => p.stages.map((s) => ({
       labels: { app: p.app, partition: p.partition, stage: s.stage }, cumulative: s.cumulative, count: s.count, sum: s.sumS,
     }))))

@@ -6,7 +6,7 @@
 //   execute  drained → its batch's commit began (execution, and the wait for the previous
 //            batch's commit: commits are pipelined, one at a time)
 //   commit   the commit began → it was durable
-//   reply    durable → the reply was in the reply ring (subscriptions settled, replies encoded)
+//   reply    durable → the replies were handed to the reply ring (subscriptions settled, reads run)
 //
 // What the HTTP histogram (arrival → reply written) has beyond their sum is the main thread's:
 // parsing and routing before the ring, and picking the reply up after it.

@@ -287,6 +287,8 @@ async function main(): Promise<void> {
     stats[Stat.JOINED] = joined
     stats[Stat.PLOG_OFFSET] = part.plogOffset
     publishLags()
+    // Observed before the replies go out: a client that has its reply sees its stages counted.
+    stages.observe(Stage.REPLY, monotonicMs() - durableMs, batch.length)
     await sendReplies(replies, out.filter((r, i) => {
       if (r.reqId !== 0) return true
       // A job's run: nobody waits for its reply; it is logged.
@@ -295,7 +297,6 @@ async function main(): Promise<void> {
       post({ type: 'log', level: r.status < 300 ? 'info' : 'error', msg: `partition ${data.partition}: job ${job.qname} ${r.status < 300 ? 'ran' : `failed (${r.status}): ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`}` })
       return false
     }))
-    stages.observe(Stage.REPLY, monotonicMs() - durableMs, batch.length)
     return durable
   }
   clearInterval(lagTimer)

@@ -59,6 +59,7 @@ describe('storage level: a partition\'s commit log', { skip: levelPutsPacked ? f
     const b = await s.get(recordsPk(wsid), recordCc(id))
     return b === undefined ? undefined : Number(Buffer.from(b).readBigUInt64BE(0))
   }
+  const hexOf = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString('hex'))
   const logPath = (dataDir: string, p: number) => join(dataDir, 'level-partitions', encodeURIComponent(APP), `${p}.commit-log`)
   /** A provider whose logged batches never reach LevelDB: what a power loss leaves of unsynced writes. */
   const lossy = (dataDir: string) => LevelStorageProvider.open({ kind: 'level', dataDir }, { dropLevelWritesAfterLog: true, commitLogBytes: COMMIT_LOG_BYTES_MIN })
@@ -120,6 +121,27 @@ describe('storage level: a partition\'s commit log', { skip: levelPutsPacked ? f
     assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map((k) => read(s1, 16, k))), [100, 96, 97, 98, 99])
     assert.deepEqual(await Promise.all([0, 1, 2, 3, 9].map((k) => read(s1, 18, k))), [10_100, 10_097, 10_098, 10_099, 100])
     await p1.close()
+  })
+
+  it('replays a log larger than the scan window, records across its edges and one larger than it', async () => {
+    const dataDir = await newDataDir()
+    const bytes = 4 * 1024 * 1024
+    const p1 = await LevelStorageProvider.open({ kind: 'level', dataDir }, { dropLevelWritesAfterLog: true, commitLogBytes: bytes })
+    const s1 = await p1.appStorage(APP, partitionRouting(2, 0))
+    const chunk = (i: number, n: number) => new Uint8Array(n).fill(i & 0xff)
+    for (let i = 1; i <= 300; i++) await s1.putBatch([put(20, i, i), { pk: recordsPk(22), cc: recordCc(i), value: chunk(i, 4999) }])
+    await s1.putBatch([{ pk: recordsPk(24), cc: recordCc(1), value: chunk(7, 1_500_000) }])
+    await s1.putBatch([put(20, 0, 99)])
+    await p1.close()
+    const p2 = await LevelStorageProvider.open({ kind: 'level', dataDir }, { commitLogBytes: bytes })
+    const s2 = await p2.appStorage(APP, partitionRouting(2, 0))
+    assert.equal(await read(s2, 20, 0), 99, 'the record after the large one')
+    for (const i of [1, 150, 210, 300]) {
+      assert.equal(await read(s2, 20, i), i)
+      assert.equal(hexOf(await s2.get(recordsPk(22), recordCc(i))), hexOf(chunk(i, 4999)))
+    }
+    assert.equal((await s2.get(recordsPk(24), recordCc(1)))?.length, 1_500_000)
+    await p2.close()
   })
 
   it('stops the replay at a torn record: the batches before it are applied, it and any after are not', async () => {

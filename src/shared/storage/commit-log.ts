@@ -177,28 +177,53 @@ function prepare(path: string, capacityBytes: number): void {
   }
 }
 
-/** The records after `checkpoint`, consecutive from offset 0. */
-function scan(fd: number, capacityBytes: number, checkpoint: number): LoggedRecord[] {
-  const all = new Uint8Array(capacityBytes)
-  let read = 0
-  while (read < capacityBytes) {
-    const n = readSync(fd, all, read, capacityBytes - read, read)
-    if (n === 0) break
-    read += n
+/** Bytes of the log read at a time while scanning: the whole file is never in memory at once. */
+const SCAN_WINDOW_BYTES = 1024 * 1024
+
+/** The records after `checkpoint`, consecutive from offset 0, read through a window of the file. */
+function scan(fd: number, size: number, checkpoint: number): LoggedRecord[] {
+  const window = new Uint8Array(Math.min(SCAN_WINDOW_BYTES, size))
+  let windowAt = 0
+  let windowBytes = 0
+  /** The file's bytes [at, at + n): a view of the window (valid until the next call) or, past its size, a copy. */
+  const bytesAt = (at: number, n: number): Uint8Array | undefined => {
+    if (at + n > size) return undefined
+    if (at >= windowAt && at + n <= windowAt + windowBytes) return window.subarray(at - windowAt, at - windowAt + n)
+    const into = n > window.byteLength ? new Uint8Array(n) : window
+    const got = readFully(fd, into, at, n > window.byteLength ? n : Math.min(window.byteLength, size - at))
+    if (into === window) {
+      windowAt = at
+      windowBytes = got
+    }
+    return got < n ? undefined : into.subarray(0, n)
   }
   const out: LoggedRecord[] = []
   let at = 0
   let expected = checkpoint + 1
-  while (at + HEADER_BYTES <= read) {
-    const length = readU32le(all, at)
-    if (length === 0 || at + HEADER_BYTES + length > read) break
-    if (readU64le(all, at + 8) !== expected) break
-    if (crc32(all.subarray(at + 8, at + HEADER_BYTES + length)) !== readU32le(all, at + 4)) break
-    out.push({ seq: expected, payload: all.slice(at + HEADER_BYTES, at + HEADER_BYTES + length) })
+  for (;;) {
+    const header = bytesAt(at, HEADER_BYTES)
+    if (header === undefined) break
+    const length = readU32le(header, 0)
+    const crc = readU32le(header, 4)
+    const seqCrc = crc32(header.subarray(8, HEADER_BYTES))
+    if (length === 0 || readU64le(header, 8) !== expected) break
+    const payload = bytesAt(at + HEADER_BYTES, length)
+    if (payload === undefined || crc32(payload, seqCrc) !== crc) break
+    out.push({ seq: expected, payload: payload.slice() })
     at += HEADER_BYTES + length
     expected++
   }
   return out
+}
+
+function readFully(fd: number, into: Uint8Array, at: number, n: number): number {
+  let got = 0
+  while (got < n) {
+    const r = readSync(fd, into, got, n - got, at + got)
+    if (r === 0) break
+    got += r
+  }
+  return got
 }
 
 function writeU32le(out: Uint8Array, at: number, v: number): void {

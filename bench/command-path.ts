@@ -1,5 +1,6 @@
 // The command path of one partition without the network: a CommandProcessor over LevelDB in a
-// temp dir (sync on, as the server runs it), fed batches of bank.Deposit directly. It reports
+// temp dir (durable, as the server runs it: each batch synced in the partition's commit log and
+// written to LevelDB unsynced; with --no-commit-log, LevelDB syncs its own log), fed batches of bank.Deposit directly. It reports
 // the CPU this process spends per command (all its threads: JS, LevelDB, libuv) and the wall
 // time per command, so that a change to execution, encoding or the commit can be compared
 // without the noise of sockets, rings and a load generator sharing two cores.
@@ -8,7 +9,7 @@
 // each batch's commit they project its events (from memory) and write their views, and the
 // next batch waits until they have (bank.DailyTotals reads and writes a view row per deposit).
 //
-//   npx tsc -p . && node dist/bench/command-path.js [--batches 400] [--batch 32] [--workspaces 1000] [--rounds 3] [--actualizers]
+//   npx tsc -p . && node dist/bench/command-path.js [--batches 400] [--batch 32] [--workspaces 1000] [--rounds 3] [--actualizers] [--no-commit-log]
 
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,6 +19,7 @@ import type { AppDef } from '../src/shared/appdef/types.js'
 import { SYSTEM_OWNER } from '../src/shared/authz.js'
 import { Op, ReplyFormat, type EngineRequest } from '../src/shared/engine-messages.js'
 import { openStorageProvider } from '../src/shared/storage/index.js'
+import { partitionRouting } from '../src/shared/layout.js'
 import { committerFor } from '../src/workers/command/commit.js'
 import { PartitionState } from '../src/workers/command/partition-state.js'
 import { CommandProcessor, type BatchStats } from '../src/workers/command/processor.js'
@@ -35,19 +37,21 @@ const { values: opts } = parseArgs({
     workspaces: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '3' },
     actualizers: { type: 'boolean', default: false },
+    'no-commit-log': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (opts.help) {
   console.log(`command-path: one partition's command path without the network, CPU and wall time per command
 
-  node dist/bench/command-path.js [--batches N] [--batch N] [--workspaces N] [--rounds N] [--actualizers]
+  node dist/bench/command-path.js [--batches N] [--batch N] [--workspaces N] [--rounds N] [--actualizers] [--no-commit-log]
 
   --batches     batches measured per round (default 400), after 50 batches of warm-up
   --batch       deposits per batch (default 32)
   --workspaces  workspaces, one account each, the deposits spread over (default 1000)
   --rounds      rounds, each on a fresh LevelDB in a temp dir (default 3)
-  --actualizers the async projectors too: each batch's events projected after its commit`)
+  --actualizers the async projectors too: each batch's events projected after its commit
+  --no-commit-log  LevelDB syncs its own log (the server's --commit-log-bytes 0)`)
   process.exit(0)
 }
 const batches = Number(opts.batches)
@@ -65,10 +69,11 @@ function request(op: EngineRequest['op'], wsid: number, qname: string, body: unk
 
 async function round(app: AppDef): Promise<{ cpuUs: number; wallUs: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'vvm-command-path-'))
-  const provider = await openStorageProvider({ kind: 'level', dataDir: dir })
+  const provider = await openStorageProvider({ kind: 'level', dataDir: dir, levelCommitLogBytes: opts['no-commit-log'] ? 0 : undefined })
   let deployment: PartitionDeployment | undefined
   try {
-    const storage = await provider.appStorage(app.qname)
+    // As a partition worker opens it: routed, this thread the partition's writer (its commit log).
+    const storage = await provider.appStorage(app.qname, partitionRouting(1, 0))
     const part = new PartitionState(storage, 0, { wsHeadsCachedMax: 100_000, recordsCachedMax: 100_000 })
     const processor = new CommandProcessor(app, part, storage, {
       idempotencyTtlSeconds: 86_400, committer: committerFor(storage, 0, true), onInternalError: (stage, err) => { throw new Error(`${stage}: ${String(err)}`) },
@@ -133,7 +138,7 @@ async function caughtUp(d: PartitionDeployment): Promise<void> {
 }
 
 const app = (await import(BANK_URL)).default as AppDef
-console.log(`command path: ${batches} batches of ${batchSize} bank.Deposit over ${workspaces} workspaces, LevelDB with sync, one partition, no network${opts.actualizers ? ', async projectors after each commit' : ''}`)
+console.log(`command path: ${batches} batches of ${batchSize} bank.Deposit over ${workspaces} workspaces, ${opts['no-commit-log'] ? 'LevelDB with sync' : 'synced in the commit log'}, one partition, no network${opts.actualizers ? ', async projectors after each commit' : ''}`)
 for (let r = 0; r < Number(opts.rounds); r++) {
   const { cpuUs, wallUs } = await round(app)
   console.log(`round ${r + 1}: ${cpuUs.toFixed(1)} µs CPU per command (all threads), ${wallUs.toFixed(1)} µs wall per command`)

@@ -144,6 +144,22 @@ describe('storage level: a partition\'s commit log', { skip: levelPutsPacked ? f
     await p2.close()
   })
 
+  it('after LevelDB refused a batch already in the log, refuses every write until the next start, which applies it', async () => {
+    const dataDir = await newDataDir()
+    const p1 = await LevelStorageProvider.open({ kind: 'level', dataDir }, { failLevelWritesAfterLog: true, commitLogBytes: COMMIT_LOG_BYTES_MIN })
+    const s1 = await p1.appStorage(APP, partitionRouting(2, 0))
+    const refused = (e: unknown) => e instanceof StorageError && /applied at the next start/.test(e.message) && /injected failure/.test(e.message)
+    await assert.rejects(s1.putBatch([put(26, 1, 261)]), refused)
+    await assert.rejects(s1.putBatch([put(26, 2, 262)], { inline: true }), refused)
+    await assert.rejects(s1.insertIfNotExists(recordsPk(26), recordCc(4), u64be(264), 0), refused)
+    await assert.rejects(s1.put(recordsPk(26), recordCc(3), u64be(263)), refused)
+    await p1.close()
+    const p2 = await normal(dataDir)
+    const s2 = await p2.appStorage(APP, partitionRouting(2, 0))
+    assert.deepEqual([await read(s2, 26, 1), await read(s2, 26, 2), await read(s2, 26, 3), await read(s2, 26, 4)], [261, undefined, undefined, undefined])
+    await p2.close()
+  })
+
   it('stops the replay at a torn record: the batches before it are applied, it and any after are not', async () => {
     const dataDir = await newDataDir()
     const p1 = await lossy(dataDir)

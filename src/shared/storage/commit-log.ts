@@ -48,6 +48,12 @@ export function readCheckpoint(value: Uint8Array | undefined): number {
 }
 
 export class CommitLog {
+  /**
+   * Set when LevelDB refused a batch whose record is already here: the next start applies it, so
+   * nothing may be written after it until then (a later batch, built on the state without it,
+   * would be mixed with it by the replay), and no checkpoint may cover it.
+   */
+  failed: Error | undefined
   private offset = 0
   private buffer = new Uint8Array(64 * 1024)
   private closed = false

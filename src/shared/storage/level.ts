@@ -90,6 +90,8 @@ export interface LevelOpenOptions {
    * power loss had taken LevelDB's unsynced writes (which nothing else can cause here).
    */
   readonly dropLevelWritesAfterLog?: boolean
+  /** Tests only: LevelDB refuses a logged batch after its commit-log record (a failing disk). */
+  readonly failLevelWritesAfterLog?: boolean
 }
 
 export class LevelStorageProvider implements IStorageProvider {
@@ -174,7 +176,7 @@ export class LevelStorageProvider implements IStorageProvider {
         // Turned off: what a log left from an earlier start holds is applied all the same.
         else if (await exists(logPath)) (await this.openLog(db, logPath, COMMIT_LOG_BYTES_MIN)).close()
       }
-      parts.push(new LevelAppStorage(db, this.lock, shared.appPrefix, log, this.options.dropLevelWritesAfterLog === true))
+      parts.push(new LevelAppStorage(db, this.lock, shared.appPrefix, log, { drop: this.options.dropLevelWritesAfterLog === true, fail: this.options.failLevelWritesAfterLog === true }))
     }
     return new PartitionedAppStorage(shared, parts, routing, 'level')
   }
@@ -212,7 +214,8 @@ export class LevelStorageProvider implements IStorageProvider {
     for (const { log, db } of this.logs.splice(0)) {
       try {
         // (The test fault stands for a power loss, which checkpoints nothing.)
-        if (db.status === 'open' && this.options.dropLevelWritesAfterLog !== true) await db.put(CHECKPOINT_KEY, checkpointValue(log.lastSeq), SYNC)
+        // Nor does a log whose last record LevelDB refused: the next start must apply it.
+        if (db.status === 'open' && log.failed === undefined && this.options.dropLevelWritesAfterLog !== true) await db.put(CHECKPOINT_KEY, checkpointValue(log.lastSeq), SYNC)
       } catch (err) {
         checkpointFailures.push(err)
       }
@@ -274,15 +277,9 @@ class LevelAppStorage implements IAppStorage {
   /** One durable write at a time through the commit log: its records and LevelDB's writes in one order. */
   private logBusy = false
   private readonly logWaiters: (() => void)[] = []
-  /**
-   * Set when LevelDB failed to take a batch whose commit-log record was already durable: that
-   * batch is applied at the next start, so nothing may be written after it until then (a later
-   * batch built on the state without it would be mixed with it by the replay).
-   */
-  private logBroken: Error | undefined
 
   constructor(private readonly db: Db, private readonly lock: StripedCasLock, readonly appPrefix: Uint8Array,
-    private readonly log?: CommitLog, private readonly dropAfterLog = false) {}
+    private readonly log?: CommitLog, private readonly faults: { readonly drop: boolean; readonly fail: boolean } = { drop: false, fail: false }) {}
 
   async put(pk: Bytes, cc: Bytes, value: Bytes): Promise<void> {
     checkKey(pk, cc)
@@ -339,7 +336,7 @@ class LevelAppStorage implements IAppStorage {
     const turn = this.takeLog()
     if (turn !== undefined) await turn
     try {
-      if (this.logBroken !== undefined) throw this.logBroken
+      if (this.log!.failed !== undefined) throw this.log!.failed
       const packed = this.packBatch(items, nowMs)
       if (packed === undefined || !log.fits(packed.length)) {
         await this.syncedBatch((batch) => {
@@ -353,12 +350,13 @@ class LevelAppStorage implements IAppStorage {
       if (!log.fitsNow(packed.length)) await this.checkpoint()
       if (inline) log.writeStagedNow()
       else await log.writeStaged()
-      if (this.dropAfterLog) return
+      if (this.faults.drop) return
       try {
+        if (this.faults.fail) throw new Error('injected failure (failLevelWritesAfterLog)')
         await applyPacked(this.db, payload, payload.byteLength, NO_SYNC)
       } catch (err) {
-        this.logBroken = new StorageError(`level: a batch synced in the commit log ${log.path} could not be written to LevelDB (${messageOf(err)}); it is applied at the next start, and until then this partition takes no writes`, err)
-        throw this.logBroken
+        log.failed = new StorageError(`level: a batch synced in the commit log ${log.path} could not be written to LevelDB (${messageOf(err)}); it is applied at the next start, and until then this partition takes no writes`, err)
+        throw log.failed
       }
     } finally {
       this.releaseLog()
@@ -414,7 +412,7 @@ class LevelAppStorage implements IAppStorage {
     const turn = this.takeLog()
     if (turn !== undefined) await turn
     try {
-      if (this.logBroken !== undefined) throw this.logBroken
+      if (this.log!.failed !== undefined) throw this.log!.failed
       await this.syncedBatch(fill, op)
     } finally {
       this.releaseLog()

@@ -16,7 +16,8 @@
 // Every durable write is synced before it is acknowledged: it survives kill -9 and power loss.
 // In the database of a partition whose command processor runs on this thread (routing.writer),
 // durable batches are synced in the partition's commit log (commit-log.ts) and then written to
-// LevelDB without LevelDB's own sync; elsewhere LevelDB syncs its log (`sync: true`). Expired rows stay on disk until overwritten or deleted; deleting them on read
+// LevelDB without LevelDB's own sync; elsewhere LevelDB syncs its log (`sync: true`). Expired
+// rows stay on disk until overwritten or deleted; deleting them on read
 // would race with a concurrent write of the same key.
 //
 // Compare-and-set (insertIfNotExists, compareAndSwap, compareAndDelete) is read-then-write

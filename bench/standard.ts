@@ -19,6 +19,8 @@ import { stepFromOptions } from './run.js'
 import { attachCeiling, ceilingStep, runStep, Target, type Step } from './session.js'
 import { runLine } from './summary.js'
 import { runNotes } from './notes.js'
+import { stageTailNote } from './stage-tail.js'
+import { scrape } from './servers/probe.js'
 import { machineBusySeconds } from './load/cpu.js'
 import { IDLE_CONNECTIONS_TARGET_COUNT, idleConnectionsStep, idleConnectionsTarget } from './idle-connections.js'
 import { RESTART_TARGET_EVENTS, restartStep, restartTarget } from './restart.js'
@@ -113,8 +115,13 @@ export async function standardCommand(o: BenchOptions, commandLine: string): Pro
     const halfRate = Math.max(100, Math.round(deposit.throughputPerS / 2))
     const open: Step = { ...http64, mode: 'open', ratePerS: halfRate }
     const ceilHalf = done(await runStep(ceilingStep(open), echo, progress))
+    const metricsUrl = server.server?.metricsUrl
+    const stagesBefore = metricsUrl === undefined ? undefined : await scrape(metricsUrl)
     half = done(attachCeiling(await runStep({ ...open, scenario: 'deposit', label: `deposit, open loop at half the maximum (${fmtInt(halfRate)}/s)` }, server, progress), ceilHalf))
     runs.push(ceilHalf, half)
+    // The server's own account of the tail at that rate: which stage the slow commands spent it in.
+    const tail = metricsUrl === undefined || stagesBefore === undefined ? undefined : stageTailNote(stagesBefore, await scrape(metricsUrl), half.label)
+    if (tail !== undefined) notes.push(tail)
 
     // 4. Rate sweep on the same server, up to the knee.
     sweeps.push(await rateSweep({ ...open, scenario: 'deposit' }, deposit.throughputPerS, server, progress, done, o.quick))

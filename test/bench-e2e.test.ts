@@ -76,6 +76,13 @@ describe('bench: end to end', () => {
         return t
       }
 
+      // The half-rate run's tail by stage, from the server's own histograms.
+      const tail: string | undefined = result.notes.find((n: string) => n.startsWith('where the time went in "deposit, open loop at half the maximum'))
+      assert.ok(tail !== undefined, result.notes.join('\n'))
+      for (const part of ['server (arrival to reply)', 'queued', 'execute', 'commit', 'reply']) {
+        assert.match(tail, new RegExp(`${part.replace(/[()]/g, '\\$&')} \\d+\\.\\d\\d % / \\d+\\.\\d\\d % / \\d+\\.\\d\\d %`), tail)
+      }
+
       // Restart: the PLog filled past --quick's 20,000 events, killed, restarted, a command served.
       const restart = result.restart
       assert.equal(restart.status, 'measured', restart.reason)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { VvmError } from '../src/shared/errors.js'
-import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, hexOf, prefixEnd, readU64be, u16be, u64be } from '../src/shared/storage/keys.js'
+import { compareBytes, concatBytes, decodeKeyTuple, encodeKeyTuple, hexOf, prefixEnd, readU32le, readU64be, readU64le, u16be, u64be, writeU32le, writeU64le } from '../src/shared/storage/keys.js'
 import type { KeyPart, KeyPartType } from '../src/shared/storage/keys.js'
 import { KeyWriter } from '../src/shared/storage/keys.js'
 import { defineApp, definePackage } from '../src/shared/appdef/define.js'
@@ -88,6 +88,13 @@ describe('storage keys: fixed-width helpers', () => {
     }
     assert.throws(() => readU64be(new Uint8Array(8).fill(0xff)), /safe integer range/)
     assert.throws(() => readU64be(new Uint8Array(9), 2), /need 8 bytes/)
+    // Little-endian (the packed batch form, the commit log), at an offset, top bits set.
+    const le = new Uint8Array(13)
+    assert.equal(writeU32le(le, 1, 0x8123_4567), 5)
+    writeU64le(le, 5, Number.MAX_SAFE_INTEGER)
+    assert.equal(hex(le), '0067452381ffffffffffff1f00')
+    assert.equal(readU32le(le, 1), 0x8123_4567)
+    assert.equal(readU64le(le, 5), Number.MAX_SAFE_INTEGER)
     assert.throws(() => u16be(65536), VvmError)
     assert.throws(() => u64be(-1), VvmError)
     assert.throws(() => u64be(1.5), VvmError)

@@ -21,11 +21,12 @@ import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, writeSy
 import { dirname } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { StorageError } from '../errors.js'
+import { readU32le, readU64le, writeU32le, writeU64le } from './keys.js'
 
 /** Why 8 MiB: a checkpoint (one synced LevelDB write) per ~8 MiB of commits; made in ~30 ms. */
 export const COMMIT_LOG_BYTES_DEFAULT = 8 * 1024 * 1024
 export const COMMIT_LOG_BYTES_MIN = 64 * 1024
-/** Why 1 GiB: the whole file is read at start (recovery); far above what a checkpoint interval needs. */
+/** Why 1 GiB: the whole file is scanned at every start (recovery); far above what a checkpoint interval needs. */
 export const COMMIT_LOG_BYTES_MAX = 1024 * 1024 * 1024
 const HEADER_BYTES = 16
 /** A key no app row has: app keys begin with a u16 app-name length of at least 1. */
@@ -230,24 +231,4 @@ function readFully(fd: number, into: Uint8Array, at: number, n: number): number 
     got += r
   }
   return got
-}
-
-function writeU32le(out: Uint8Array, at: number, v: number): void {
-  out[at] = v & 0xff
-  out[at + 1] = (v >>> 8) & 0xff
-  out[at + 2] = (v >>> 16) & 0xff
-  out[at + 3] = v >>> 24
-}
-
-function readU32le(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
-}
-
-function writeU64le(out: Uint8Array, at: number, v: number): void {
-  writeU32le(out, at, v % 0x1_0000_0000)
-  writeU32le(out, at + 4, Math.floor(v / 0x1_0000_0000))
-}
-
-function readU64le(b: Uint8Array, at: number): number {
-  return readU32le(b, at) + readU32le(b, at + 4) * 0x1_0000_0000
 }

@@ -70,6 +70,29 @@ export function readU64be(bytes: Uint8Array, offset = 0): number {
   return n
 }
 
+/** Writes `v` as a u32 little-endian at `at` (the packed batch form, the commit log); returns the offset after it. */
+export function writeU32le(out: Uint8Array, at: number, v: number): number {
+  out[at] = v & 0xff
+  out[at + 1] = (v >>> 8) & 0xff
+  out[at + 2] = (v >>> 16) & 0xff
+  out[at + 3] = v >>> 24
+  return at + 4
+}
+
+export function readU32le(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+}
+
+/** Writes a non-negative safe integer as a u64 little-endian at `at`. */
+export function writeU64le(out: Uint8Array, at: number, v: number): void {
+  writeU32le(out, at, v % U32_RANGE)
+  writeU32le(out, at + 4, Math.floor(v / U32_RANGE))
+}
+
+export function readU64le(bytes: Uint8Array, at: number): number {
+  return readU32le(bytes, at) + readU32le(bytes, at + 4) * U32_RANGE
+}
+
 /**
  * Builds a key in a scratch buffer and returns it as one exact-size array: the command path
  * builds several keys per command, and composing them from small arrays (tag, u16, u64, utf8,

@@ -36,7 +36,7 @@ import { PartitionedAppStorage } from './partitioned.js'
 import { CHECKPOINT_KEY, COMMIT_LOG_BYTES_DEFAULT, COMMIT_LOG_BYTES_MIN, CommitLog, checkpointValue, readCheckpoint } from './commit-log.js'
 import { TAG_EXPIRING, TAG_PLAIN, decodeStored, encodeStored, storedLength, storedView } from './level-values.js'
 import { BATCH_ITEMS_MAX, checkBatch, checkCc, checkKey, checkPk, checkTtlSeconds, checkValue, expiresAtMsFor, isLive, normalizeRange } from './contract.js'
-import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, u16be, u64be } from './keys.js'
+import { bytesEqual, concatBytes, copyBytes, keyWriter, prefixEnd, u16be, u64be, writeU32le } from './keys.js'
 import type { BatchItem, Bytes, PutBatchOptions, IAppStorage, IStorageProvider, PartitionRouting, ReadRange, StorageConfig, StorageKind, StorageRow, TtlValue } from './types.js'
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>
@@ -634,14 +634,6 @@ const PACKED_SCRATCH_INITIAL = 64 * 1024
 /** A scratch grown past this for one large batch is dropped after it, so it cannot stay large. */
 const PACKED_SCRATCH_KEPT_MAX = 4 * 1024 * 1024
 let packedScratch = new Uint8Array(PACKED_SCRATCH_INITIAL)
-
-function writeU32le(out: Uint8Array, at: number, v: number): number {
-  out[at] = v & 0xff
-  out[at + 1] = (v >>> 8) & 0xff
-  out[at + 2] = (v >>> 16) & 0xff
-  out[at + 3] = v >>> 24
-  return at + 4
-}
 
 function isLockedError(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {

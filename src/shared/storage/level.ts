@@ -176,6 +176,7 @@ export class LevelStorageProvider implements IStorageProvider {
         if (logBytes > 0) log = await this.openLog(db, logPath, logBytes)
         // Turned off: what a log left from an earlier start holds is applied all the same.
         else if (await exists(logPath)) (await this.openLog(db, logPath, COMMIT_LOG_BYTES_MIN)).close()
+        if (log !== undefined) this.logs.push({ log, db })
       }
       parts.push(new LevelAppStorage(db, this.lock, shared.appPrefix, log, { drop: this.options.dropLevelWritesAfterLog === true, fail: this.options.failLevelWritesAfterLog === true }))
     }
@@ -202,7 +203,6 @@ export class LevelStorageProvider implements IStorageProvider {
       throw levelError(`commit log replay of ${path}`, err)
     }
     log.restart()
-    this.logs.push({ log, db })
     return log
   }
 
@@ -299,13 +299,7 @@ class LevelAppStorage implements IAppStorage {
     const batch = this.db.batch()
     const context = putPacked !== undefined || writeNow !== undefined ? batchContextOf(batch) : undefined
     const packed = putPacked !== undefined && context !== undefined ? this.packBatch(items, nowMs) : undefined
-    if (packed === undefined) {
-      // Keys and values are built in scratch buffers: a batch's put copies them into LevelDB's
-      // write batch before it returns (classic-level's batch_put), so no item needs its own.
-      for (const item of items) {
-        batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
-      }
-    }
+    if (packed === undefined) this.putEach(batch, items, nowMs)
     const inline = options?.inline === true && writeNow !== undefined && context !== undefined
     try {
       if (packed === undefined && !inline) {
@@ -340,9 +334,7 @@ class LevelAppStorage implements IAppStorage {
       if (this.log!.failed !== undefined) throw this.log!.failed
       const packed = this.packBatch(items, nowMs)
       if (packed === undefined || !log.fits(packed.length)) {
-        await this.syncedBatch((batch) => {
-          for (const item of items) batch.put(this.rowKey(item.pk, item.cc), encodeStored(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
-        }, 'putBatch')
+        await this.syncedBatch((batch) => this.putEach(batch, items, nowMs), 'putBatch')
         return
       }
       // Staged (copied out of the shared scratch) before anything awaits: meanwhile another
@@ -361,6 +353,17 @@ class LevelAppStorage implements IAppStorage {
       }
     } finally {
       this.releaseLog()
+    }
+  }
+
+  /**
+   * The items put one by one into a chained batch. Keys and values are built in scratch buffers:
+   * a batch's put copies them into LevelDB's write batch before it returns (classic-level's
+   * batch_put), so no item needs its own.
+   */
+  private putEach(batch: ReturnType<Db['batch']>, items: readonly BatchItem[], nowMs: number): void {
+    for (const item of items) {
+      batch.put(this.rowKeyView(item.pk, item.cc), storedView(item.value, expiresAtMsFor(checkTtlSeconds(item.ttlSeconds), nowMs)))
     }
   }
 

@@ -7,7 +7,7 @@
 // when its bytes are on the disk.
 //
 // Record:  u32 LE payload length (> 0) · u32 LE crc32 of (seq, payload) · u64 LE seq · payload
-//          The payload is the batch's puts packed as level.ts packs them for LevelDB.
+//          The payload is the batch's puts packed as level-app-storage.ts packs them for LevelDB.
 // Records follow each other from offset 0. A record that does not fit before the end first
 // checkpoints: a synced LevelDB write of `CHECKPOINT_KEY` = the last seq applied, which makes
 // every earlier LevelDB write durable; the log then starts again at offset 0 with the next seq.

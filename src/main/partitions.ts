@@ -259,12 +259,12 @@ export class PartitionSet {
   }
 
   /** Per-partition figures for metrics and the admin view (partitions this node serves). */
-  stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; executeMsTotal: number; commitWaitMsTotal: number; joined: number; spinsCaught: number; spinsMissed: number; blocksCaught: number; blocksMissed: number; lastBatchSize: number; plogOffset: number; engineInstances: number; engineBorrows: number; engineReplaced: number; subGroups: number; subEvaluations: number; subDiffs: number; heapUsed: number }[] {
+  stats(): { app: string; partition: number; pending: number; ringBytesUsed: number; batches: number; commands: number; committed: number; commitMsTotal: number; executeMsTotal: number; commitWaitMsTotal: number; joined: number; spinsCaught: number; spinsMissed: number; blocksCaught: number; blocksMissed: number; gathersCaught: number; gathersMissed: number; lastBatchSize: number; plogOffset: number; engineInstances: number; engineBorrows: number; engineReplaced: number; subGroups: number; subEvaluations: number; subDiffs: number; heapUsed: number }[] {
     return this.running().map((p) => ({
       app: p.app, partition: p.index, pending: p.pending.size, ringBytesUsed: p.producer.usedBytes(),
       batches: p.stats[Stat.BATCHES]!, commands: p.stats[Stat.COMMANDS]!, committed: p.stats[Stat.COMMITTED]!,
       commitMsTotal: p.stats[Stat.COMMIT_MS_TOTAL]!, executeMsTotal: p.stats[Stat.EXECUTE_MS_TOTAL]!, commitWaitMsTotal: p.stats[Stat.COMMIT_WAIT_MS_TOTAL]!,
-      joined: p.stats[Stat.JOINED]!, spinsCaught: p.stats[Stat.SPINS_CAUGHT]!, spinsMissed: p.stats[Stat.SPINS_MISSED]!, blocksCaught: p.stats[Stat.BLOCKS_CAUGHT]!, blocksMissed: p.stats[Stat.BLOCKS_MISSED]!, lastBatchSize: p.stats[Stat.LAST_BATCH_SIZE]!, plogOffset: p.stats[Stat.PLOG_OFFSET]!,
+      joined: p.stats[Stat.JOINED]!, spinsCaught: p.stats[Stat.SPINS_CAUGHT]!, spinsMissed: p.stats[Stat.SPINS_MISSED]!, blocksCaught: p.stats[Stat.BLOCKS_CAUGHT]!, blocksMissed: p.stats[Stat.BLOCKS_MISSED]!, gathersCaught: p.stats[Stat.GATHERS_CAUGHT]!, gathersMissed: p.stats[Stat.GATHERS_MISSED]!, lastBatchSize: p.stats[Stat.LAST_BATCH_SIZE]!, plogOffset: p.stats[Stat.PLOG_OFFSET]!,
       engineInstances: p.stats[Stat.ENGINE_INSTANCES]!, engineBorrows: p.stats[Stat.ENGINE_BORROWS]!, engineReplaced: p.stats[Stat.ENGINE_REPLACED]!,
       subGroups: p.stats[Stat.SUB_GROUPS]!, subEvaluations: p.stats[Stat.SUB_EVALUATIONS]!, subDiffs: p.stats[Stat.SUB_DIFFS]!,
       heapUsed: p.stats[Stat.HEAP_USED]!,

@@ -135,6 +135,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
         // Off with Cassandra: there a worker's reads (its actualizers', its subscriptions') complete
         // through its event loop, which a blocking wait holds back.
         blockMs: storage.kind === 'cassandra' ? 0 : config.partitionBlockMs,
+        gatherUs: storage.kind === 'cassandra' ? 0 : config.groupCommitWaitUs,
         wsHeadsCachedMax: config.wsHeadsCachedMax,
         recordsCachedMax: config.recordsCachedMax,
         subscriptions: {
@@ -257,6 +258,8 @@ function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef
   m.registry.gauge('vvm_partition_idle_spins_missed_total', 'idle spins (--partition-spin-us) that ended without a request; the worker slept after them', per((s) => s.spinsMissed), 'counter')
   m.registry.gauge('vvm_partition_idle_blocks_caught_total', 'blocking waits after a batch (--partition-block-ms) that a request ended: the worker woke by futex, not through its event loop', per((s) => s.blocksCaught), 'counter')
   m.registry.gauge('vvm_partition_idle_blocks_missed_total', 'blocking waits after a batch (--partition-block-ms) that timed out; the worker then waited through its event loop', per((s) => s.blocksMissed), 'counter')
+  m.registry.gauge('vvm_partition_group_commit_waits_caught_total', 'group-commit waits (--group-commit-wait-us) after which more requests had come and joined the batch', per((s) => s.gathersCaught), 'counter')
+  m.registry.gauge('vvm_partition_group_commit_waits_missed_total', 'group-commit waits (--group-commit-wait-us) that caught no request', per((s) => s.gathersMissed), 'counter')
   m.registry.sampledHistogram('vvm_partition_stage_seconds',
     'a command\'s time in its partition by stage: queued (ring write to drain), execute (drain to its commit\'s start), commit (to durable), reply (to the reply ring, counted before the reply is visible)',
     STAGE_BUCKETS_S, () => partitions.stageHistograms().flatMap((p) => p.stages.map((s) => ({

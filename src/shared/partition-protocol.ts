@@ -46,7 +46,10 @@ export const Stat = {
   BLOCKS_MISSED: 83,
   /** The stage histograms of the worker's commands (src/shared/stage-histogram.ts), STAGE_SLOTS slots. */
   STAGES_BASE: 84,
-  SLOTS: 84 + STAGE_SLOTS,
+  /** Group-commit waits (option gatherUs) after which more requests were there, and those that caught none. */
+  GATHERS_CAUGHT: 84 + STAGE_SLOTS,
+  GATHERS_MISSED: 85 + STAGE_SLOTS,
+  SLOTS: 86 + STAGE_SLOTS,
 } as const
 
 /** WASM extensions (docs/extensions.md): the engine pools each worker makes at start. */
@@ -72,6 +75,8 @@ export interface PartitionOptions {
   spinUs: number
   /** After a batch, the next request is awaited this long blocking the thread (0: off). */
   blockMs: number
+  /** A small batch executed while requests come often waits up to this long for more before its commit (0: off). */
+  gatherUs: number
   wsHeadsCachedMax: number
   recordsCachedMax: number
   subscriptions: {

@@ -12,6 +12,7 @@ import { VvmError } from '../shared/errors.js'
 import { renderError } from '../shared/reply.js'
 import { RingConsumer, RingProducer } from '../shared/ring/spsc-ring.js'
 import { IdleBlock, IdleSpin, eventLoopTurn } from './idle-spin.js'
+import { GroupCommitGather } from './group-commit.js'
 import { openStorageProvider } from '../shared/storage/index.js'
 import { Control, Stat, type PartitionWorkerData, type WorkerCommand, type WorkerEvent } from '../shared/partition-protocol.js'
 import { CommandProcessor, type BatchStats, type ExecutedBatch } from './command/processor.js'
@@ -143,7 +144,10 @@ async function main(): Promise<void> {
   const onFrame = (f: Uint8Array): void => {
     batchBytes += f.byteLength
     const r = decodeRequest(f)
-    if (r.enqueuedMs !== undefined) stages.observe(Stage.QUEUED, drainedMs - r.enqueuedMs)
+    if (r.enqueuedMs !== undefined) {
+      stages.observe(Stage.QUEUED, drainedMs - r.enqueuedMs)
+      gather.arrived(r.enqueuedMs)
+    }
     batch.push(r)
   }
   const publishLags = (): void => {
@@ -165,6 +169,7 @@ async function main(): Promise<void> {
   let justWorked = false
   const spin = new IdleSpin(data.options.spinUs)
   const block = new IdleBlock(data.options.blockMs)
+  const gather = new GroupCommitGather(data.options.gatherUs)
   /** Nothing to do but wait: no request, job, subscription change or ended group. */
   const idle = (): boolean => !requests.hasData() && jobsDue.length === 0 && !subs.hasDirty && endedGroups.length === 0
   // A commit started while idle is written inline, on this thread (where the storage can):
@@ -232,11 +237,21 @@ async function main(): Promise<void> {
     for (const j of jobsDue.splice(0)) batch.push(j)
     // An abandoned batch is never written: the next one stages on the committed state instead.
     const parent = inflight !== undefined && !inflight.abandoned ? inflight.executed : undefined
+    // A batch that waited for a commit under way gathered what came meanwhile already.
+    const fresh = inflight === undefined
     const executed = await processor.execute(batch.filter((r) => isWriteOp(r.op)), parent, batchStats)
     // A failed commit voids what executed meanwhile (the partition was recovering under it).
     if (inflight !== undefined && !(await finish(inflight)) && !inflight.abandoned) processor.abandon(executed)
-    // Requests that came while the previous batch was committed join this one: one commit
-    // fewer, within the same bounds.
+    // A small batch while requests come often: wait a little for more (src/workers/group-commit.ts).
+    const waitMs = fresh && !executed.abandoned ? gather.waitMs(batch.length) : 0
+    if (waitMs > 0) {
+      gather.sleep(waitMs)
+      const caught = requests.hasData()
+      gather.waited(caught)
+      stats[caught ? Stat.GATHERS_CAUGHT : Stat.GATHERS_MISSED] += 1
+    }
+    // Requests that came while the previous batch was committed (or during the wait) join this
+    // one: one commit fewer, within the same bounds.
     if (!executed.abandoned && requests.hasData() && batch.length < data.options.batchCommandsMax && batchBytes < BATCH_BYTES_MAX) {
       const first = batch.length
       drainedMs = monotonicMs()

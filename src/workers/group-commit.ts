@@ -6,6 +6,8 @@
 // a request that comes meanwhile does not wake it (the main thread notifies only a worker
 // waiting for requests), so the requests gathered cost no wake-up each.
 
+import { MovingShare } from './idle-spin.js'
+
 /** Batches of this many commands or more commit at once: their commit's cost is spread already. */
 export const GATHER_BATCH_TARGET = 8
 /** Weight of the latest gap between two requests' arrivals in the moving average of gaps. */
@@ -27,7 +29,7 @@ export class GroupCommitGather {
   private gapMs = Infinity
   private lastArrivalMs = -1
   /** Share of recent waits after which requests were there; starts undecided. */
-  private hitRate = HIT_RATE_MIN
+  private readonly hits = new MovingShare(HIT_RATE_WEIGHT, HIT_RATE_MIN)
   private eligible = 0
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4))
 
@@ -55,7 +57,7 @@ export class GroupCommitGather {
   waitMs(commands: number): number {
     if (!this.enabled || commands >= GATHER_BATCH_TARGET || !(this.gapMs * 1000 <= this.maxUs)) return 0
     this.eligible++
-    if (this.hitRate < HIT_RATE_MIN && this.eligible % PROBE_EVERY !== 0) return 0
+    if (this.hits.share < HIT_RATE_MIN && this.eligible % PROBE_EVERY !== 0) return 0
     return Math.min(this.maxUs / 1000, (GATHER_BATCH_TARGET - commands) * this.gapMs)
   }
 
@@ -66,6 +68,6 @@ export class GroupCommitGather {
 
   /** After a wait: whether requests had come during it. */
   waited(caught: boolean): void {
-    this.hitRate += ((caught ? 1 : 0) - this.hitRate) * HIT_RATE_WEIGHT
+    this.hits.note(caught)
   }
 }

@@ -19,11 +19,11 @@ const SPIN_HIT_RATE_WEIGHT = 1 / 16
  */
 export class IdleSpin {
   /** Share of recent idle gaps a spin would have caught; starts undecided. */
-  private hitRate = 0.5
+  private readonly hits = new MovingShare(SPIN_HIT_RATE_WEIGHT, 0.5)
   constructor(private readonly us: number) {}
 
   shouldSpin(): boolean {
-    return this.us > 0 && this.hitRate >= SPIN_HIT_RATE_MIN
+    return this.us > 0 && this.hits.share >= SPIN_HIT_RATE_MIN
   }
 
   /** Polls the ring for up to the spin's length; true when data came. */
@@ -41,8 +41,17 @@ export class IdleSpin {
   }
 
   private note(hit: boolean): boolean {
-    this.hitRate += ((hit ? 1 : 0) - this.hitRate) * SPIN_HIT_RATE_WEIGHT
+    this.hits.note(hit)
     return hit
+  }
+}
+
+/** The share of recent outcomes that were hits: a moving average over about 1/weight of them. */
+export class MovingShare {
+  constructor(private readonly weight: number, public share: number) {}
+
+  note(hit: boolean): void {
+    this.share += ((hit ? 1 : 0) - this.share) * this.weight
   }
 }
 

@@ -73,6 +73,14 @@ export declare class WasmModule {
 export declare function epochTicks(): number
 
 /**
+ * Replaces this process with `program` run with `args` (not including the
+ * program name), inheriting the environment and open standard streams. It does
+ * not return when it works; on failure (no such file, not executable) the
+ * process is unchanged and the error says why.
+ */
+export declare function execReplace(program: string, args: Array<string>): void
+
+/**
  * Options of `new WasmEngine(options)`. All sizes are per instance except
  * `instancesMax`.
  */

@@ -773,10 +773,11 @@ if (
   }
 }
 
-const { WasmEngine, WasmInstance, WasmInstancePre, WasmModule, epochTicks } = nativeBinding
+const { WasmEngine, WasmInstance, WasmInstancePre, WasmModule, epochTicks, execReplace } = nativeBinding
 export { WasmEngine }
 export { WasmInstance }
 export { WasmInstancePre }
 export { WasmModule }
 export { epochTicks }
+export { execReplace }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -3,6 +3,7 @@
 
 import { ConfigError, loadConfig, optionsHelp } from './config.js'
 import { VVM } from './vvm.js'
+import { restartWithV8PoolSize } from './v8-pool.js'
 
 const USAGE = `vvm — an application server for event-sourced business apps
 
@@ -64,7 +65,10 @@ async function start(argv: readonly string[]): Promise<number> {
     return 0
   }
   const config = loadConfig(argv)
+  // Replaces this process when V8's helper pool should have another size (src/main/v8-pool.ts).
+  const poolWarning = await restartWithV8PoolSize(config.v8PoolSize)
   const vvm = new VVM(config)
+  if (poolWarning !== undefined) vvm.log.warn(poolWarning)
   const problem = vvm.launch()
   void vvm.serving.then((server) => {
     const scheme = config.domains.length > 0 || config.tlsCert !== '' ? 'https' : 'http'

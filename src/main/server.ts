@@ -16,6 +16,7 @@ import { levelWritesInline } from '../shared/storage/level.js'
 import type { IStorageProvider, StorageConfig } from '../shared/storage/types.js'
 import type { WasmOptions } from '../shared/partition-protocol.js'
 import { ConfigError, type VvmConfig } from './config.js'
+import { v8PoolSizeInForce } from './v8-pool.js'
 import { Dispatcher } from './dispatcher.js'
 import { registerHttpApi } from './http-api.js'
 import { registerWsApi } from './ws-api.js'
@@ -216,7 +217,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     if (storage.kind === 'level' && !levelWritesInline) {
       log.warn('classic-level has no batch_write_now (scripts/build-level.sh did not run, or its build failed): every commit goes through the thread pool, which costs CPU per commit (docs/architecture.md, "Storage")')
     }
-    log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts) }, 'vvm serving')
+    log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts), v8PoolSize: v8PoolSizeInForce() }, 'vvm serving')
     return {
       port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, appPartitions: partitionCounts, admin,
       stopServing: () => { serving = false },
@@ -245,6 +246,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
 function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef>, partitions: PartitionSet, queries: QueryPool | undefined): void {
   const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
     partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
+  m.registry.gauge('vvm_v8_pool_size', "threads of V8's helper pool this process runs with (--v8-pool-size)", () => [{ labels: {}, value: v8PoolSizeInForce() }])
   m.registry.gauge('vvm_partition_inflight', 'requests handed to the partition and not yet answered', per((s) => s.pending))
   m.registry.gauge('vvm_partition_ring_bytes_used', 'bytes waiting in the request ring', per((s) => s.ringBytesUsed))
   m.registry.gauge('vvm_partition_batches_total', 'batches processed (group commits or read batches)', per((s) => s.batches), 'counter')

@@ -1,0 +1,91 @@
+// `vvm start` sizes V8's helper pool (src/main/v8-pool.ts): without a --v8-pool-size given to
+// node it restarts itself in place (the native addon's execReplace) with one, keeping its pid,
+// its output streams and its response to signals; given one (or --v8-pool-size 0) it does not.
+
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { describe, it } from 'node:test'
+import { startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
+import { http, scrape, spawnServer, tempDir } from './helpers/server.js'
+
+/** The command line of a running process, as the kernel has it. */
+const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
+/** Node's own flags: what comes before the script. */
+const nodeFlags = (pid: number): string[] => {
+  const args = cmdline(pid)
+  return args.slice(1, args.findIndex((a) => a.endsWith('vvm.js')))
+}
+
+describe('V8 pool size', () => {
+  it('auto is one helper per core beyond the first, 1 to 4; an explicit size stays', () => {
+    assert.equal(v8PoolSizeFor(V8_POOL_SIZE_AUTO, 1), 1)
+    assert.equal(v8PoolSizeFor(V8_POOL_SIZE_AUTO, 2), 1)
+    assert.equal(v8PoolSizeFor(V8_POOL_SIZE_AUTO, 3), 2)
+    assert.equal(v8PoolSizeFor(V8_POOL_SIZE_AUTO, 64), 4)
+    assert.equal(v8PoolSizeFor(0, 64), 0)
+    assert.equal(v8PoolSizeFor(7, 2), 7)
+  })
+
+  it('reads the size node was started with, from its arguments or NODE_OPTIONS', () => {
+    assert.equal(startedV8PoolSize([], ''), undefined)
+    assert.equal(startedV8PoolSize(['--v8-pool-size=2'], ''), 2)
+    assert.equal(startedV8PoolSize(['--v8-pool-size', '3'], ''), 3)
+    assert.equal(startedV8PoolSize([], '--max-old-space-size=512 --v8-pool-size=5'), 5)
+    // The command line wins over NODE_OPTIONS, as in node.
+    assert.equal(startedV8PoolSize(['--v8-pool-size=1'], '--v8-pool-size=5'), 1)
+    assert.equal(startedV8PoolSize(['--v8-pool-size=x'], ''), undefined)
+  })
+
+  it('restarts in place with the size: same pid, output kept, serving, clean exit on SIGTERM', async () => {
+    const dir = await tempDir()
+    try {
+      const s = await spawnServer(['--data-dir', dir.path, '--v8-pool-size', '2'])
+      const args = cmdline(s.proc.pid!)
+      assert.deepEqual(nodeFlags(s.proc.pid!), ['--v8-pool-size=2'], `the server process runs with the flag: ${args.join(' ')}`)
+      assert.ok(args.includes('--data-dir') && args.includes(dir.path), 'with its own arguments')
+      assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 2)
+      const r = await http('POST', `${s.url}/api/v2/apps/demo/bank/workspaces/5/docs/bank.Account`, { name: 'a', balance: 0 })
+      assert.equal(r.status, 201)
+      s.proc.kill('SIGTERM')
+      assert.equal(await s.exited, 0)
+    } finally {
+      await dir.remove()
+    }
+  })
+
+  it('auto on this machine, and no restart with 0 or with a size node was given', async () => {
+    const dir = await tempDir()
+    try {
+      const auto = await spawnServer(['--data-dir', dir.path])
+      const wanted = Math.max(1, Math.min(4, availableParallelism() - 1))
+      assert.deepEqual(nodeFlags(auto.proc.pid!), [`--v8-pool-size=${wanted}`])
+      assert.equal(await scrape(auto.metricsUrl, 'vvm_v8_pool_size'), wanted)
+      auto.proc.kill('SIGTERM')
+      assert.equal(await auto.exited, 0)
+
+      const off = await spawnServer(['--data-dir', dir.path, '--v8-pool-size', '0'])
+      assert.deepEqual(nodeFlags(off.proc.pid!), [], 'no flag added')
+      assert.equal(await scrape(off.metricsUrl, 'vvm_v8_pool_size'), 4)
+      off.proc.kill('SIGTERM')
+      assert.equal(await off.exited, 0)
+
+      const given = await spawnServer(['--data-dir', dir.path], 20_000, { ...process.env, NODE_OPTIONS: '--v8-pool-size=3' })
+      assert.deepEqual(nodeFlags(given.proc.pid!), [], 'NODE_OPTIONS kept, no restart')
+      assert.equal(await scrape(given.metricsUrl, 'vvm_v8_pool_size'), 3)
+      given.proc.kill('SIGTERM')
+      assert.equal(await given.exited, 0)
+    } finally {
+      await dir.remove()
+    }
+  })
+
+  it('refuses a size out of range', async () => {
+    const dir = await tempDir()
+    try {
+      await assert.rejects(spawnServer(['--data-dir', dir.path, '--v8-pool-size', '-2'], 10_000), /v8-pool-size/)
+    } finally {
+      await dir.remove()
+    }
+  })
+})

@@ -56,25 +56,19 @@ describe('V8 pool size', () => {
 
   it('auto on this machine, and no restart with 0 or with a size node was given', async () => {
     const dir = await tempDir()
+    /** Starts a server, checks node's flags and the size in force, stops it cleanly. */
+    const check = async (flags: string[], env: NodeJS.ProcessEnv, expectedNodeFlags: string[], expectedSize: number, what: string): Promise<void> => {
+      const s = await spawnServer(['--data-dir', dir.path, ...flags], 20_000, env)
+      assert.deepEqual(nodeFlags(s.proc.pid!), expectedNodeFlags, what)
+      assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), expectedSize, what)
+      s.proc.kill('SIGTERM')
+      assert.equal(await s.exited, 0, what)
+    }
     try {
-      const auto = await spawnServer(['--data-dir', dir.path])
       const wanted = Math.max(1, Math.min(4, availableParallelism() - 1))
-      assert.deepEqual(nodeFlags(auto.proc.pid!), [`--v8-pool-size=${wanted}`])
-      assert.equal(await scrape(auto.metricsUrl, 'vvm_v8_pool_size'), wanted)
-      auto.proc.kill('SIGTERM')
-      assert.equal(await auto.exited, 0)
-
-      const off = await spawnServer(['--data-dir', dir.path, '--v8-pool-size', '0'])
-      assert.deepEqual(nodeFlags(off.proc.pid!), [], 'no flag added')
-      assert.equal(await scrape(off.metricsUrl, 'vvm_v8_pool_size'), 4)
-      off.proc.kill('SIGTERM')
-      assert.equal(await off.exited, 0)
-
-      const given = await spawnServer(['--data-dir', dir.path], 20_000, { ...process.env, NODE_OPTIONS: '--v8-pool-size=3' })
-      assert.deepEqual(nodeFlags(given.proc.pid!), [], 'NODE_OPTIONS kept, no restart')
-      assert.equal(await scrape(given.metricsUrl, 'vvm_v8_pool_size'), 3)
-      given.proc.kill('SIGTERM')
-      assert.equal(await given.exited, 0)
+      await check([], process.env, [`--v8-pool-size=${wanted}`], wanted, 'auto: restarted with the size')
+      await check(['--v8-pool-size', '0'], process.env, [], 4, '0: no flag added, Node keeps 4')
+      await check([], { ...process.env, NODE_OPTIONS: '--v8-pool-size=3' }, [], 3, 'NODE_OPTIONS kept, no restart')
     } finally {
       await dir.remove()
     }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
-import { startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
+import { restartNeeded, startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
 import { http, scrape, spawnServer, tempDir } from './helpers/server.js'
 
 /** The command line of a running process, as the kernel has it. */
@@ -35,6 +35,15 @@ describe('V8 pool size', () => {
     // The command line wins over NODE_OPTIONS, as in node.
     assert.equal(startedV8PoolSize(['--v8-pool-size=1'], '--v8-pool-size=5'), 1)
     assert.equal(startedV8PoolSize(['--v8-pool-size=x'], ''), undefined)
+  })
+
+  it('restarts only when the size in force is not the one wanted', () => {
+    assert.equal(restartNeeded(V8_POOL_SIZE_AUTO, 1, undefined), true)
+    assert.equal(restartNeeded(V8_POOL_SIZE_AUTO, 1, 3), false, 'a size given to node stays under auto')
+    assert.equal(restartNeeded(0, 0, undefined), false)
+    assert.equal(restartNeeded(0, 0, 3), false)
+    assert.equal(restartNeeded(2, 2, 3), true, 'a size given to vvm wins over another given to node')
+    assert.equal(restartNeeded(2, 2, 2), false, 'no loop: the restarted process has it')
   })
 
   it('restarts in place with the size: same pid, output kept, serving, clean exit on SIGTERM', async () => {
@@ -69,6 +78,7 @@ describe('V8 pool size', () => {
       await check([], process.env, [`--v8-pool-size=${wanted}`], wanted, 'auto: restarted with the size')
       await check(['--v8-pool-size', '0'], process.env, [], 4, '0: no flag added, Node keeps 4')
       await check([], { ...process.env, NODE_OPTIONS: '--v8-pool-size=3' }, [], 3, 'NODE_OPTIONS kept, no restart')
+      await check(['--v8-pool-size', '2'], { ...process.env, NODE_OPTIONS: '--v8-pool-size=3' }, ['--v8-pool-size=2'], 2, 'the size given to vvm wins')
     } finally {
       await dir.remove()
     }

@@ -54,19 +54,35 @@ export function v8PoolSizeInForce(): number {
 }
 
 /**
+ * Whether the process should restart with `wanted`: not for 0 (Node's default); for the
+ * automatic size only when node was started without one (a size given to node is the
+ * operator's); for a size given to vvm when node runs with another.
+ */
+export function restartNeeded(option: number, wanted: number, started: number | undefined): boolean {
+  if (wanted === 0) return false
+  if (started === undefined) return true
+  return option !== V8_POOL_SIZE_AUTO && started !== wanted
+}
+
+/**
  * When the server wants a pool size the process was not started with, the process is replaced
- * by the same node, script and arguments with `--v8-pool-size` added; this call then does not
- * return. Returns a warning when it could not (the native addon missing), undefined otherwise.
+ * by the same node, script and arguments with `--v8-pool-size` added (after node's own flags,
+ * so it wins over one among them or in NODE_OPTIONS); this call then does not return. Returns
+ * a warning when it did not although it should have, undefined otherwise.
  */
 export async function restartWithV8PoolSize(option: number): Promise<string | undefined> {
   const wanted = v8PoolSizeFor(option)
-  if (wanted === 0 || startedV8PoolSize() !== undefined) return undefined
+  if (!restartNeeded(option, wanted, startedV8PoolSize())) return undefined
+  // A debugger's port is taken by this process until it is replaced: the new one could not open it.
+  if (process.execArgv.some((a) => /^--inspect/.test(a))) {
+    return `not restarting with --v8-pool-size=${wanted} under --inspect (the debugger's port would be lost); start node with --v8-pool-size=${wanted} to have it`
+  }
   const args = [...process.execArgv, `--v8-pool-size=${wanted}`, ...process.argv.slice(1)]
   try {
     const { execReplace } = await (import(NATIVE_URL.href) as Promise<Native>)
     execReplace(process.execPath, args)
   } catch (err) {
-    return `could not restart with --v8-pool-size=${wanted} (${(err as Error).message.split('\n')[0]}); V8 keeps Node's default of ${NODE_DEFAULT_V8_POOL_SIZE} helper threads`
+    return `could not restart with --v8-pool-size=${wanted} (${(err as Error).message.split('\n')[0]}); V8 keeps the pool node started with`
   }
   return undefined
 }

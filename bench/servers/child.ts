@@ -40,6 +40,8 @@ export async function startChildServer(args: readonly string[], what: string): P
   proc.stdout!.on('data', keep)
   proc.stderr!.on('data', keep)
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  /** How it ended, for messages: the exit code, or the signal that ended it. */
+  const ending = (): string => (proc.signalCode !== null ? `signal ${proc.signalCode}` : `code ${proc.exitCode}`)
   let listeningAtMs = 0
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${what} did not start in ${READY_TIMEOUT_MS} ms:\n${out}`)) }, READY_TIMEOUT_MS)
@@ -48,7 +50,7 @@ export async function startChildServer(args: readonly string[], what: string): P
       if (m) { listeningAtMs = performance.now(); clearTimeout(timer); proc.stdout!.off('data', check); resolve(m[1]!) }
     }
     proc.stdout!.on('data', check)
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`${what} exited with ${code} before listening:\n${out}`)) })
+    void exited.then(() => { clearTimeout(timer); reject(new Error(`${what} exited (${ending()}) before listening:\n${out}`)) })
   })
   const gone = (): boolean => proc.exitCode !== null || proc.signalCode !== null
   return {

@@ -97,7 +97,7 @@ export async function spawnServer(flags: string[], timeoutMs = 20_000, env: Node
       if (m) { clearTimeout(timer); resolve([Number(m[1]), Number(m[2])]) }
     }
     proc.stdout!.on('data', check)
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code} before listening:\n${out}`)) })
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code ?? `signal ${proc.signalCode}`} before listening:\n${out}`)) })
   })
   return { proc, port, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, exited, output: () => out }
 }

@@ -50,13 +50,16 @@ describe('V8 pool size', () => {
     const dir = await tempDir()
     try {
       const s = await spawnServer(['--data-dir', dir.path, '--v8-pool-size', '2'])
-      const args = cmdline(s.proc.pid!)
-      assert.deepEqual(nodeFlags(s.proc.pid!), ['--v8-pool-size=2'], `the server process runs with the flag: ${args.join(' ')}`)
-      assert.ok(args.includes('--data-dir') && args.includes(dir.path), 'with its own arguments')
-      assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 2)
-      const r = await http('POST', `${s.url}/api/v2/apps/demo/bank/workspaces/5/docs/bank.Account`, { name: 'a', balance: 0 })
-      assert.equal(r.status, 201)
-      s.proc.kill('SIGTERM')
+      try {
+        const args = cmdline(s.proc.pid!)
+        assert.deepEqual(nodeFlags(s.proc.pid!), ['--v8-pool-size=2'], `the server process runs with the flag: ${args.join(' ')}`)
+        assert.ok(args.includes('--data-dir') && args.includes(dir.path), 'with its own arguments')
+        assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 2)
+        const r = await http('POST', `${s.url}/api/v2/apps/demo/bank/workspaces/5/docs/bank.Account`, { name: 'a', balance: 0 })
+        assert.equal(r.status, 201)
+      } finally {
+        s.proc.kill('SIGTERM')
+      }
       assert.equal(await s.exited, 0)
     } finally {
       await dir.remove()
@@ -68,9 +71,13 @@ describe('V8 pool size', () => {
     /** Starts a server, checks node's flags and the size in force, stops it cleanly. */
     const check = async (flags: string[], env: NodeJS.ProcessEnv, expectedNodeFlags: string[], expectedSize: number, what: string): Promise<void> => {
       const s = await spawnServer(['--data-dir', dir.path, ...flags], 20_000, env)
-      assert.deepEqual(nodeFlags(s.proc.pid!), expectedNodeFlags, what)
-      assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), expectedSize, what)
-      s.proc.kill('SIGTERM')
+      try {
+        assert.deepEqual(nodeFlags(s.proc.pid!), expectedNodeFlags, what)
+        assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), expectedSize, what)
+      } finally {
+        // Stopped also when a check fails: a failing run leaves no server behind.
+        s.proc.kill('SIGTERM')
+      }
       assert.equal(await s.exited, 0, what)
     }
     try {

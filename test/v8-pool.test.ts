@@ -4,9 +4,10 @@
 
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
-import { restartNeeded, startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
+import { restartBlockedBy, restartNeeded, startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
 import { http, scrape, spawnServer, tempDir } from './helpers/server.js'
 
 /** The command line of a running process, as the kernel has it. */
@@ -44,6 +45,35 @@ describe('V8 pool size', () => {
     assert.equal(restartNeeded(0, 0, 3), false)
     assert.equal(restartNeeded(2, 2, 3), true, 'a size given to vvm wins over another given to node')
     assert.equal(restartNeeded(2, 2, 2), false, 'no loop: the restarted process has it')
+  })
+
+  it('does not restart under a debugger or a profiler', () => {
+    assert.equal(restartBlockedBy([], ''), undefined)
+    assert.equal(restartBlockedBy(['--max-old-space-size=512'], '--v8-pool-size=2'), undefined)
+    assert.match(restartBlockedBy(['--inspect=127.0.0.1:0'], '') ?? '', /debugger/)
+    assert.match(restartBlockedBy(['--cpu-prof', '--cpu-prof-dir', '/tmp'], '') ?? '', /profiler/)
+    assert.match(restartBlockedBy([], '--heap-prof') ?? '', /profiler/)
+    assert.match(restartBlockedBy(['--prof'], '') ?? '', /profiler/)
+    assert.equal(restartBlockedBy(['--profile-something-else'], ''), undefined)
+  })
+
+  it('a server under --cpu-prof serves without restarting and writes its profile', async () => {
+    const dir = await tempDir()
+    const profiles = await tempDir('vvm-prof-')
+    try {
+      const s = await spawnServer(['--data-dir', dir.path], 20_000, process.env, ['--cpu-prof', `--cpu-prof-dir=${profiles.path}`])
+      try {
+        assert.deepEqual(nodeFlags(s.proc.pid!), ['--cpu-prof', `--cpu-prof-dir=${profiles.path}`], 'not restarted')
+        assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 4)
+      } finally {
+        s.proc.kill('SIGTERM')
+      }
+      assert.equal(await s.exited, 0)
+      assert.ok((await readdir(profiles.path)).some((f) => f.endsWith('.cpuprofile')), 'the profile was written')
+    } finally {
+      await dir.remove()
+      await profiles.remove()
+    }
   })
 
   it('restarts in place with the size: same pid, output kept, serving, clean exit on SIGTERM', async () => {

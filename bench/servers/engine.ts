@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startChildServer, type ChildServer } from './child.js'
+import { v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../../src/main/v8-pool.js'
 
 const VVM_BIN = fileURLToPath(new URL('../../../bin/vvm.js', import.meta.url))
 
@@ -34,7 +35,9 @@ export async function startEngine(o: EngineOptions): Promise<EngineServer> {
   const removeOwnDataDir = async (): Promise<void> => {
     if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
   }
-  const nodeFlags = o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]
+  // A profiled server does not restart itself with its V8 pool size (src/main/v8-pool.ts): it is
+  // given here, so that it runs as an unprofiled one does.
+  const nodeFlags = o.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir, `--v8-pool-size=${v8PoolSizeFor(V8_POOL_SIZE_AUTO)}`]
   const args = [
     ...nodeFlags, VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir,
     '--storage', o.storage, '--partitions', String(o.partitions), '--app', o.app, '--log-level', 'warn', '--metrics-port', '0',

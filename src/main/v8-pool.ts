@@ -65,6 +65,20 @@ export function restartNeeded(option: number, wanted: number, started: number | 
 }
 
 /**
+ * A node flag under which the process must not replace itself, and why; undefined: none. A
+ * debugger's port stays taken by this process until it is gone, so the new one could not open
+ * it; a profiler's SIGPROF still pending at the replacement kills the new process before it
+ * handles that signal (seen: a server started with --cpu-prof ended by SIGPROF before listening).
+ */
+export function restartBlockedBy(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env['NODE_OPTIONS'] ?? ''): string | undefined {
+  for (const f of [...nodeOptions.split(/\s+/), ...execArgv]) {
+    if (/^--inspect/.test(f)) return `${f} (the debugger's port would be lost)`
+    if (/^--(cpu-prof|heap-prof|prof)(=|$)/.test(f)) return `${f} (a pending profiler signal would end the new process)`
+  }
+  return undefined
+}
+
+/**
  * When the server wants a pool size the process was not started with, the process is replaced
  * by the same node, script and arguments with `--v8-pool-size` added (after node's own flags,
  * so it wins over one among them or in NODE_OPTIONS); this call then does not return. Returns
@@ -73,9 +87,9 @@ export function restartNeeded(option: number, wanted: number, started: number | 
 export async function restartWithV8PoolSize(option: number): Promise<string | undefined> {
   const wanted = v8PoolSizeFor(option)
   if (!restartNeeded(option, wanted, startedV8PoolSize())) return undefined
-  // A debugger's port is taken by this process until it is replaced: the new one could not open it.
-  if (process.execArgv.some((a) => /^--inspect/.test(a))) {
-    return `not restarting with --v8-pool-size=${wanted} under --inspect (the debugger's port would be lost); start node with --v8-pool-size=${wanted} to have it`
+  const blocker = restartBlockedBy()
+  if (blocker !== undefined) {
+    return `not restarting with --v8-pool-size=${wanted} under ${blocker}; start node with --v8-pool-size=${wanted} to have it`
   }
   const args = [...process.execArgv, `--v8-pool-size=${wanted}`, ...process.argv.slice(1)]
   try {

@@ -84,8 +84,8 @@ export interface ChildServer {
 }
 
 /** Starts `vvm start` in a child process and resolves once it listens. */
-export async function spawnServer(flags: string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...authOffUnlessGiven(flags), ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env })
+export async function spawnServer(flags: string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env, nodeFlags: readonly string[] = []): Promise<ChildServer> {
+  const proc = spawn(process.execPath, [...nodeFlags, VVM_BIN, 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-port', '0', '--log-level', 'warn', ...authOffUnlessGiven(flags), ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })

@@ -119,7 +119,10 @@ describe('a server with --group-commit-wait-us', () => {
     const commands = c1.commands - c0.commands
     const batches = c1.batches - c0.batches
     assert.equal(commands, 120)
-    assert.ok(c1.caught - c0.caught >= 5, `waits that caught requests: ${c1.caught - c0.caught}`)
+    // Waits happen only after small batches: on a slow machine the stream arrives in batches of
+    // eight or more and few waits are due (a fresh-clone run had 2), so one is asked for; the
+    // gathering itself is the batch count below (a broken wait leaves ~1 command per batch).
+    assert.ok(c1.caught - c0.caught >= 1, `waits that caught requests: ${c1.caught - c0.caught}`)
     assert.ok(batches <= commands / 2, `${commands} commands in ${batches} batches`)
   })
 

@@ -153,8 +153,10 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
       ? new QueryPool({ threads: config.queryThreads, queueMax: config.queryQueueMax, appUrls, appPartitions: partitionCounts, storage, wasm, log: logFn })
       : undefined
     const dispatcher = new Dispatcher(apps, partitions, queries, new RateLimiter(config.rateBucketsMax), config.rateOverrides, cluster?.ownerOf, auth.defaultPrincipal)
+    // Fixed for the life of the process: node reads it at start-up.
+    const v8PoolSize = v8PoolSizeInForce()
     const metrics = new ServerMetrics()
-    registerEngineGauges(metrics, apps, partitions, queries)
+    registerEngineGauges(metrics, apps, partitions, queries, v8PoolSize)
     registerSubscriptionGauges(metrics, partitions, hub, () => wsApi.stats().subscriptionPendingOps + sseStats().pendingOps)
     // With TLS (src/main/tls) the routes are registered on its recorder and served over HTTPS on
     // --https-port by every certificate generation; --port answers ACME challenges and redirects.
@@ -217,7 +219,7 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
     if (storage.kind === 'level' && !levelWritesInline) {
       log.warn('classic-level has no batch_write_now (scripts/build-level.sh did not run, or its build failed): every commit goes through the thread pool, which costs CPU per commit (docs/architecture.md, "Storage")')
     }
-    log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts), v8PoolSize: v8PoolSizeInForce() }, 'vvm serving')
+    log.info({ port, metricsPort, apps: [...apps.keys()], storage: storage.kind, partitions: Object.fromEntries(partitionCounts), v8PoolSize }, 'vvm serving')
     return {
       port, metricsPort, metrics, apps, partitions: parts, queries: pool, log, appPartitions: partitionCounts, admin,
       stopServing: () => { serving = false },
@@ -243,10 +245,10 @@ export async function startServer(config: VvmConfig, log: Logger = pino({ level:
 }
 
 /** Figures sampled from the partition workers' stats slots and the query pool at scrape time. */
-function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef>, partitions: PartitionSet, queries: QueryPool | undefined): void {
+function registerEngineGauges(m: ServerMetrics, apps: ReadonlyMap<string, AppDef>, partitions: PartitionSet, queries: QueryPool | undefined, v8PoolSize: number): void {
   const per = (pick: (s: ReturnType<PartitionSet['stats']>[number]) => number) => () =>
     partitions.stats().map((s) => ({ labels: { app: s.app, partition: s.partition }, value: pick(s) }))
-  m.registry.gauge('vvm_v8_pool_size', "threads of V8's helper pool this process runs with (--v8-pool-size)", () => [{ labels: {}, value: v8PoolSizeInForce() }])
+  m.registry.gauge('vvm_v8_pool_size', "threads of V8's helper pool this process runs with (--v8-pool-size)", () => [{ labels: {}, value: v8PoolSize }])
   m.registry.gauge('vvm_partition_inflight', 'requests handed to the partition and not yet answered', per((s) => s.pending))
   m.registry.gauge('vvm_partition_ring_bytes_used', 'bytes waiting in the request ring', per((s) => s.ringBytesUsed))
   m.registry.gauge('vvm_partition_batches_total', 'batches processed (group commits or read batches)', per((s) => s.batches), 'counter')

@@ -4,10 +4,11 @@
 // starts 4 whatever the machine. On a 2-core machine those helpers compete for the cores with
 // the threads a request waits for (the main thread, the partition workers): a worker woken by
 // its commit's completion can wait milliseconds for a core (docs/benchmarks.md, twelfth
-// session: at half the maximum rate the p99 fell from ~7 to ~5.6 ms with one helper).
+// session: at half the maximum rate the p99 fell from 8.0 to 6.1 ms with one helper).
 //
 // Node reads `--v8-pool-size` only at start-up, so `vvm start` restarts itself in place (same
-// pid, same streams) with the flag when it was not started with one (`execReplace`, native/).
+// pid, same streams) with the flag when node runs without the size wanted (`restartNeeded`;
+// `execReplace`, native/).
 
 import { availableParallelism } from 'node:os'
 
@@ -30,9 +31,14 @@ export function v8PoolSizeFor(option: number, cores = availableParallelism()): n
   return Math.max(1, Math.min(NODE_DEFAULT_V8_POOL_SIZE, cores - 1))
 }
 
+/** Node's flags for this process in the order node applies them: NODE_OPTIONS, then the command line. */
+function nodeFlagsOf(execArgv: readonly string[], nodeOptions: string): string[] {
+  return [...nodeOptions.split(/\s+/), ...execArgv]
+}
+
 /** The `--v8-pool-size` this process was started with (command line, then NODE_OPTIONS); undefined: none. */
 export function startedV8PoolSize(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env['NODE_OPTIONS'] ?? ''): number | undefined {
-  const flags = [...nodeOptions.split(/\s+/), ...execArgv]
+  const flags = nodeFlagsOf(execArgv, nodeOptions)
   let size: number | undefined
   for (let i = 0; i < flags.length; i++) {
     const f = flags[i]!
@@ -71,7 +77,7 @@ export function restartNeeded(option: number, wanted: number, started: number | 
  * handles that signal (seen: a server started with --cpu-prof ended by SIGPROF before listening).
  */
 export function restartBlockedBy(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env['NODE_OPTIONS'] ?? ''): string | undefined {
-  for (const f of [...nodeOptions.split(/\s+/), ...execArgv]) {
+  for (const f of nodeFlagsOf(execArgv, nodeOptions)) {
     if (/^--inspect/.test(f)) return `${f} (the debugger's port would be lost)`
     if (/^--(cpu-prof|heap-prof|prof)(=|$)/.test(f)) return `${f} (a pending profiler signal would end the new process)`
   }

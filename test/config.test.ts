@@ -15,6 +15,7 @@ describe('config', () => {
     assert.equal(c.storage, 'level')
     assert.equal(c.dataDir, './data')
     assert.deepEqual(c.apps, ['demo/bank'])
+    assert.equal(c.levelWriteBufferBytes, 16 * 1024 * 1024)
   })
 
   it('file < environment < flags', async () => {
@@ -43,6 +44,7 @@ describe('config', () => {
     [['--ring-bytes', '100000'], {}, /power of two/],
     [['--commit-log-bytes', '4096'], {}, /commitLogBytes 4096 must be 0 \(off\) or at least 65536/],
     [['--commit-log-bytes', String(2 ** 31)], {}, /--commit-log-bytes: .* expected an integer 0\.\.1073741824/],
+    [['--level-write-buffer-bytes', '4096'], {}, /--level-write-buffer-bytes: .* expected an integer 65536\.\.1073741824/],
   ]
   for (const [argv, env, re] of bad) {
     it(`refuses ${argv.join(' ') || JSON.stringify(env)}`, () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { access, mkdtemp, rm } from 'node:fs/promises'
+import { access, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -163,6 +163,33 @@ describe('storage level: process and thread behaviour', () => {
 
   it('rejects a missing dataDir, naming the field', async () => {
     await assert.rejects(openStorageProvider({ kind: 'level' }), /dataDir/)
+  })
+
+  it('sizes every database\'s memtable by levelWriteBufferBytes: a small one becomes tables as rows come, the default keeps 6 MiB in its log', async () => {
+    const APP = 'membuf/app'
+    const value = new Uint8Array(512).fill(7)
+    /** Writes ~6 MiB into the shared database and ~6 MiB into partition 0's (more than LevelDB's own 4 MiB), then counts each one's tables before closing. */
+    const tablesAfterWrites = async (levelWriteBufferBytes: number | undefined): Promise<{ shared: number; partition: number }> => {
+      const dir = await newDataDir()
+      const provider = await LevelStorageProvider.open({ kind: 'level', dataDir: dir, levelWriteBufferBytes })
+      try {
+        const routed = await provider.appStorage(APP, partitionRouting(1, 0))
+        const shared = await provider.appStorage(APP)
+        for (let b = 0; b < 768; b++) {
+          const rows = Array.from({ length: 16 }, (_, i) => ({ pk: recordsPk(b), cc: recordCc(i), value }))
+          await routed.putBatch(rows)
+          await shared.putBatch(rows.map((r) => ({ ...r, pk: new Uint8Array([0x70, b >> 8, b & 0xff]) })))
+        }
+        const tables = async (d: string) => (await readdir(d)).filter((f) => f.endsWith('.ldb')).length
+        return { shared: await tables(join(dir, 'level')), partition: await tables(join(dir, 'level-partitions', encodeURIComponent(APP), '0')) }
+      } finally {
+        await provider.close()
+      }
+    }
+    const small = await tablesAfterWrites(64 * 1024)
+    assert.ok(small.shared > 0 && small.partition > 0, `64 KiB memtables: both databases flushed tables (${JSON.stringify(small)})`)
+    assert.deepEqual(await tablesAfterWrites(undefined), { shared: 0, partition: 0 }, 'the 16 MiB default holds 6 MiB in the memtable')
+    await assert.rejects(LevelStorageProvider.open({ kind: 'level', dataDir: await newDataDir(), levelWriteBufferBytes: 1000 }), /levelWriteBufferBytes 1000 must be 65536\.\.1073741824/)
   })
 
   it('a second process gets a clear "in use by another process" error', async () => {

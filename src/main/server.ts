@@ -86,7 +86,7 @@ export function wasmOptionsOf(config: VvmConfig): WasmOptions {
 }
 
 export function storageConfigOf(config: VvmConfig): StorageConfig {
-  return { kind: config.storage, dataDir: resolve(config.dataDir), levelCommitLogBytes: config.commitLogBytes, cassandraHosts: config.cassandraHosts, cassandraKeyspacePrefix: config.cassandraKeyspacePrefix }
+  return { kind: config.storage, dataDir: resolve(config.dataDir), levelCommitLogBytes: config.commitLogBytes, levelWriteBufferBytes: config.levelWriteBufferBytes, cassandraHosts: config.cassandraHosts, cassandraKeyspacePrefix: config.cassandraKeyspacePrefix }
 }
 
 /**

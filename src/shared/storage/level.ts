@@ -39,6 +39,7 @@ import { concatBytes, u16be } from './keys.js'
 import { LevelAppStorage, levelError, messageOf } from './level-app-storage.js'
 import { NO_SYNC, SYNC, applyPacked, putPacked, type Db } from './level-binding.js'
 import type { IAppStorage, IStorageProvider, PartitionRouting, StorageConfig, StorageKind } from './types.js'
+import { LEVEL_WRITE_BUFFER_BYTES_DEFAULT, LEVEL_WRITE_BUFFER_BYTES_MAX, LEVEL_WRITE_BUFFER_BYTES_MIN } from './level-write-buffer.js'
 
 export { READ_BATCH_ROWS_MAX } from './level-app-storage.js'
 export { levelPutsPacked, levelWritesInline } from './level-binding.js'
@@ -71,7 +72,10 @@ export class LevelStorageProvider implements IStorageProvider {
   /** The commit logs this thread owns, with their databases (checkpointed and closed with the provider). */
   private readonly logs: { log: CommitLog; db: Db }[] = []
 
-  private constructor(private readonly dataDir: string, private readonly db: Db, private readonly lock: StripedCasLock, private readonly options: LevelOpenOptions) {}
+  private constructor(
+    private readonly dataDir: string, private readonly db: Db, private readonly lock: StripedCasLock,
+    private readonly options: LevelOpenOptions, private readonly writeBufferBytes: number,
+  ) {}
 
   static async open(config: StorageConfig, options: LevelOpenOptions = {}): Promise<LevelStorageProvider> {
     if (typeof config.dataDir !== 'string' || config.dataDir === '') {
@@ -82,9 +86,13 @@ export class LevelStorageProvider implements IStorageProvider {
     } catch (err) {
       throw new StorageError(`level: cannot create data directory ${config.dataDir}: ${messageOf(err)}`, err)
     }
-    const db = await openDb(join(config.dataDir, 'level'))
+    const writeBufferBytes = config.levelWriteBufferBytes ?? LEVEL_WRITE_BUFFER_BYTES_DEFAULT
+    if (!Number.isSafeInteger(writeBufferBytes) || writeBufferBytes < LEVEL_WRITE_BUFFER_BYTES_MIN || writeBufferBytes > LEVEL_WRITE_BUFFER_BYTES_MAX) {
+      throw new VvmError('VALIDATION', `storage: levelWriteBufferBytes ${writeBufferBytes} must be ${LEVEL_WRITE_BUFFER_BYTES_MIN}..${LEVEL_WRITE_BUFFER_BYTES_MAX}`)
+    }
+    const db = await openDb(join(config.dataDir, 'level'), writeBufferBytes)
     const withConfig = options.commitLogBytes === undefined && config.levelCommitLogBytes !== undefined ? { ...options, commitLogBytes: config.levelCommitLogBytes } : options
-    return new LevelStorageProvider(config.dataDir, db, new StripedCasLock(options.casLock), withConfig)
+    return new LevelStorageProvider(config.dataDir, db, new StripedCasLock(options.casLock), withConfig, writeBufferBytes)
   }
 
   async appStorage(appQName: string, routing?: PartitionRouting): Promise<IAppStorage> {
@@ -131,7 +139,7 @@ export class LevelStorageProvider implements IStorageProvider {
       } catch (err) {
         throw new StorageError(`level: cannot create ${location}: ${messageOf(err)}`, err)
       }
-      const db = await openDb(location)
+      const db = await openDb(location, this.writeBufferBytes)
       this.partitionDbs.push(db)
       const logBytes = this.options.commitLogBytes ?? COMMIT_LOG_BYTES_DEFAULT
       const logPath = `${location}.commit-log`
@@ -203,8 +211,10 @@ export class LevelStorageProvider implements IStorageProvider {
 /** Partitions of one app at most with databases of their own (the layout's u16 partition). */
 const PARTITIONS_MAX = 0xffff
 
-async function openDb(location: string): Promise<Db> {
-  const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true })
+
+/** `writeBufferBytes`: level-write-buffer.ts. */
+async function openDb(location: string, writeBufferBytes: number): Promise<Db> {
+  const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true, writeBufferSize: writeBufferBytes })
   try {
     await db.open()
   } catch (err) {

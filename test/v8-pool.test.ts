@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import { restartBlockedBy, restartNeeded, startedV8PoolSize, v8PoolSizeFor, V8_POOL_SIZE_AUTO } from '../src/main/v8-pool.js'
-import { http, scrape, spawnServer, tempDir } from './helpers/server.js'
+import { http, scrape, spawnServer, tempDir, type ChildServer } from './helpers/server.js'
 
 /** The command line of a running process, as the kernel has it. */
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
@@ -16,6 +16,23 @@ const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 
 const nodeFlags = (pid: number): string[] => {
   const args = cmdline(pid)
   return args.slice(1, args.findIndex((a) => a.endsWith('vvm.js')))
+}
+
+/**
+ * Starts a server on `dataDir`, runs `checks` on it, and stops it with SIGTERM — also when a
+ * check fails, so that a failing run leaves no server behind —; it must then exit cleanly.
+ */
+async function withServer(
+  dataDir: string, flags: string[], checks: (s: ChildServer) => Promise<void>,
+  o: { env?: NodeJS.ProcessEnv; nodeFlags?: string[]; what?: string } = {},
+): Promise<void> {
+  const s = await spawnServer(['--data-dir', dataDir, ...flags], 20_000, o.env ?? process.env, o.nodeFlags ?? [])
+  try {
+    await checks(s)
+  } finally {
+    s.proc.kill('SIGTERM')
+  }
+  assert.equal(await s.exited, 0, o.what)
 }
 
 describe('V8 pool size', () => {
@@ -61,14 +78,11 @@ describe('V8 pool size', () => {
     const dir = await tempDir()
     const profiles = await tempDir('vvm-prof-')
     try {
-      const s = await spawnServer(['--data-dir', dir.path], 20_000, process.env, ['--cpu-prof', `--cpu-prof-dir=${profiles.path}`])
-      try {
-        assert.deepEqual(nodeFlags(s.proc.pid!), ['--cpu-prof', `--cpu-prof-dir=${profiles.path}`], 'not restarted')
+      const profiling = ['--cpu-prof', `--cpu-prof-dir=${profiles.path}`]
+      await withServer(dir.path, [], async (s) => {
+        assert.deepEqual(nodeFlags(s.proc.pid!), profiling, 'not restarted')
         assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 4)
-      } finally {
-        s.proc.kill('SIGTERM')
-      }
-      assert.equal(await s.exited, 0)
+      }, { nodeFlags: profiling })
       assert.ok((await readdir(profiles.path)).some((f) => f.endsWith('.cpuprofile')), 'the profile was written')
     } finally {
       await dir.remove()
@@ -79,18 +93,14 @@ describe('V8 pool size', () => {
   it('restarts in place with the size: same pid, output kept, serving, clean exit on SIGTERM', async () => {
     const dir = await tempDir()
     try {
-      const s = await spawnServer(['--data-dir', dir.path, '--v8-pool-size', '2'])
-      try {
+      await withServer(dir.path, ['--v8-pool-size', '2'], async (s) => {
         const args = cmdline(s.proc.pid!)
         assert.deepEqual(nodeFlags(s.proc.pid!), ['--v8-pool-size=2'], `the server process runs with the flag: ${args.join(' ')}`)
         assert.ok(args.includes('--data-dir') && args.includes(dir.path), 'with its own arguments')
         assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), 2)
         const r = await http('POST', `${s.url}/api/v2/apps/demo/bank/workspaces/5/docs/bank.Account`, { name: 'a', balance: 0 })
         assert.equal(r.status, 201)
-      } finally {
-        s.proc.kill('SIGTERM')
-      }
-      assert.equal(await s.exited, 0)
+      })
     } finally {
       await dir.remove()
     }
@@ -98,18 +108,12 @@ describe('V8 pool size', () => {
 
   it('auto on this machine, and no restart with 0 or with a size node was given', async () => {
     const dir = await tempDir()
-    /** Starts a server, checks node's flags and the size in force, stops it cleanly. */
-    const check = async (flags: string[], env: NodeJS.ProcessEnv, expectedNodeFlags: string[], expectedSize: number, what: string): Promise<void> => {
-      const s = await spawnServer(['--data-dir', dir.path, ...flags], 20_000, env)
-      try {
+    /** A server's node flags and the size in force. */
+    const check = (flags: string[], env: NodeJS.ProcessEnv, expectedNodeFlags: string[], expectedSize: number, what: string): Promise<void> =>
+      withServer(dir.path, flags, async (s) => {
         assert.deepEqual(nodeFlags(s.proc.pid!), expectedNodeFlags, what)
         assert.equal(await scrape(s.metricsUrl, 'vvm_v8_pool_size'), expectedSize, what)
-      } finally {
-        // Stopped also when a check fails: a failing run leaves no server behind.
-        s.proc.kill('SIGTERM')
-      }
-      assert.equal(await s.exited, 0, what)
-    }
+      }, { env, what })
     try {
       const wanted = Math.max(1, Math.min(4, availableParallelism() - 1))
       await check([], process.env, [`--v8-pool-size=${wanted}`], wanted, 'auto: restarted with the size')

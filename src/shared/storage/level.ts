@@ -211,7 +211,6 @@ export class LevelStorageProvider implements IStorageProvider {
 /** Partitions of one app at most with databases of their own (the layout's u16 partition). */
 const PARTITIONS_MAX = 0xffff
 
-
 /** `writeBufferBytes`: level-write-buffer.ts. */
 async function openDb(location: string, writeBufferBytes: number): Promise<Db> {
   const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view', multithreading: true, writeBufferSize: writeBufferBytes })

@@ -130,7 +130,7 @@ export interface StorageConfig {
   readonly dataDir?: string
   /** level: size of each writer partition's commit log (storage/commit-log.ts); 0: none; default 8 MiB. */
   readonly levelCommitLogBytes?: number
-  /** level: each database's memtable (LevelDB's write buffer); default 16 MiB (storage/level.ts). */
+  /** level: each database's memtable (LevelDB's write buffer); default 16 MiB (storage/level-write-buffer.ts). */
   readonly levelWriteBufferBytes?: number
   /** cassandra: contact points `host:port`. */
   readonly cassandraHosts?: readonly string[]
